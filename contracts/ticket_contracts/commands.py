@@ -1,0 +1,194 @@
+"""Commands sent to ``tickets.commands.v1`` (SPEC §6), discriminated by ``type``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal, Union
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+
+from .envelope import Request
+from .model import (
+    Channel,
+    Description,
+    Minutes,
+    Note,
+    Priority,
+    Reason,
+    ReplyBody,
+    ReplySource,
+    Status,
+    Tags,
+    Title,
+    Version,
+)
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TicketPayload(Payload):
+    ticket_id: uuid.UUID
+    expected_version: Version | None = Field(
+        None, description="Optimistic concurrency: rejected with `conflict` unless the ticket is at this version."
+    )
+
+
+class CreateTicketPayload(Payload):
+    ticket_id: uuid.UUID = Field(description="Chosen by the client (UUIDv7 preferred) so retries are idempotent.")
+    customer_id: uuid.UUID | None = Field(None, description="Defaults to the customer actor's own.")
+    title: Title
+    description: Description
+    priority: Priority = Priority.NORMAL
+    category_id: uuid.UUID | None = None
+    channel: Channel = Channel.API
+    tags: Tags = []
+
+
+class UpdateTicketPayload(TicketPayload):
+    """Only the fields present are changed; `category_id: null` clears the category."""
+
+    title: Title | None = None
+    description: Description | None = None
+    priority: Priority | None = None
+    category_id: uuid.UUID | None = None
+    tags: Tags | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> UpdateTicketPayload:
+        if not self.changed_fields():
+            raise ValueError("an update must name at least one of title, description, priority, category_id, tags")
+        for name in ("title", "description", "priority", "tags"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+    def changed_fields(self) -> dict[str, object]:
+        names = ("title", "description", "priority", "category_id", "tags")
+        return {n: getattr(self, n) for n in names if n in self.model_fields_set}
+
+
+class ChangeStatusPayload(TicketPayload):
+    status: Status
+    reason: Reason | None = None
+
+
+class AssignTicketPayload(TicketPayload):
+    assignee_id: uuid.UUID | None = Field(description="An active agent or admin, or null to unassign.")
+
+
+class AddReplyPayload(TicketPayload):
+    reply_id: uuid.UUID
+    body: ReplyBody
+    internal: bool = False
+    source: ReplySource = ReplySource.API
+
+
+class LogTimePayload(TicketPayload):
+    entry_id: uuid.UUID
+    minutes: Minutes
+    note: Note | None = None
+
+
+class DeleteTicketPayload(TicketPayload):
+    reason: Reason
+
+
+class RestoreTicketPayload(TicketPayload):
+    pass
+
+
+EmailId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=998)]
+#: Email bodies are accepted up to this many characters; longer ones are rejected by the service.
+EMAIL_BODY_MAX = 200_000
+
+
+class IngestEmailPayload(Payload):
+    """An inbound support email, as the email-ingest gateway parsed it (SPEC §8)."""
+
+    email_message_id: EmailId = Field(description="The mail's Message-ID header.")
+    in_reply_to: EmailId | None = None
+    references: list[EmailId] = Field(default_factory=list, max_length=100)
+    from_address: Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+    subject: Annotated[str, StringConstraints(max_length=2_000)] = ""
+    body: Annotated[str, StringConstraints(max_length=EMAIL_BODY_MAX)]
+    received_at: AwareDatetime
+    auto_submitted: bool = Field(False, description="The gateway's own verdict that the mail is automatic.")
+    auto_submitted_header: str | None = Field(None, description="The raw RFC 3834 Auto-Submitted header, if any.")
+    precedence_header: str | None = Field(None, description="The raw Precedence header, if any.")
+
+
+class CommandBase(Request):
+    pass
+
+
+class CreateTicket(CommandBase):
+    type: Literal["ticket.create"] = "ticket.create"
+    payload: CreateTicketPayload
+
+
+class UpdateTicket(CommandBase):
+    type: Literal["ticket.update"] = "ticket.update"
+    payload: UpdateTicketPayload
+
+
+class ChangeStatus(CommandBase):
+    type: Literal["ticket.change_status"] = "ticket.change_status"
+    payload: ChangeStatusPayload
+
+
+class AssignTicket(CommandBase):
+    type: Literal["ticket.assign"] = "ticket.assign"
+    payload: AssignTicketPayload
+
+
+class AddReply(CommandBase):
+    type: Literal["ticket.add_reply"] = "ticket.add_reply"
+    payload: AddReplyPayload
+
+
+class LogTime(CommandBase):
+    type: Literal["ticket.log_time"] = "ticket.log_time"
+    payload: LogTimePayload
+
+
+class DeleteTicket(CommandBase):
+    type: Literal["ticket.delete"] = "ticket.delete"
+    payload: DeleteTicketPayload
+
+
+class RestoreTicket(CommandBase):
+    type: Literal["ticket.restore"] = "ticket.restore"
+    payload: RestoreTicketPayload
+
+
+class IngestEmail(CommandBase):
+    type: Literal["ticket.ingest_email"] = "ticket.ingest_email"
+    payload: IngestEmailPayload
+
+
+Command = Annotated[
+    Union[
+        CreateTicket,
+        UpdateTicket,
+        ChangeStatus,
+        AssignTicket,
+        AddReply,
+        LogTime,
+        DeleteTicket,
+        RestoreTicket,
+        IngestEmail,
+    ],
+    Field(discriminator="type"),
+]
+COMMAND_TYPES: dict[str, type[CommandBase]] = {
+    m.model_fields["type"].default: m
+    for m in (CreateTicket, UpdateTicket, ChangeStatus, AssignTicket, AddReply, LogTime, DeleteTicket, RestoreTicket, IngestEmail)
+}
+command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
+
+
+def parse_command(data: bytes | str) -> CommandBase:
+    """Decode one command from JSON; raises pydantic.ValidationError."""
+    return command_adapter.validate_json(data)  # type: ignore[return-value]

@@ -1,0 +1,19 @@
+"""Reason codes shared by command results and query error answers (SPEC §6)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ReasonCode(StrEnum):
+    VALIDATION_ERROR = "validation_error"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    TICKET_CLOSED = "ticket_closed"
+    INVALID_TRANSITION = "invalid_transition"
+    REASON_REQUIRED = "reason_required"
+    INVALID_ASSIGNEE = "invalid_assignee"
+    CONFLICT = "conflict"
+    UNKNOWN_SENDER = "unknown_sender"
+    #: An email ingest refused because the mail was auto-submitted (SPEC §8 loop protection).
+    AUTO_SUBMITTED = "auto_submitted"

@@ -1,0 +1,28 @@
+"""Instance heartbeats on ``tickets.ops.v1`` for monitoring."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field
+
+from .envelope import Message, utcnow
+
+
+class Heartbeat(Message):
+    type: Literal["ops.heartbeat"] = "ops.heartbeat"
+    sent_at: Annotated[AwareDatetime, Field(default_factory=utcnow)]
+    instance_id: str
+    version: str
+    started_at: AwareDatetime
+    uptime_s: float
+    commands_handled: int
+    commands_rejected: int
+    queries_answered: int
+    dead_lettered: int
+    outbox_backlog: int | None = Field(None, description="Unpublished events and results, when known.")
+    consumer_lag: dict[str, int] | None = Field(
+        None, description="Per partition, when the broker reports end offsets reliably."
+    )
+    relay_active: bool = Field(description="Whether this instance holds the relay lock.")
+    ready: bool

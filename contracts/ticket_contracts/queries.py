@@ -1,0 +1,116 @@
+"""Queries on ``tickets.queries.v1`` (SPEC §9): request/reply via the ``reply_to`` header."""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Annotated, Literal, Union
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+from .envelope import Request
+from .model import Priority, Status
+
+PAGE_MAX = 100
+
+
+class SortField(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    PRIORITY = "priority"
+
+
+class QueryParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GetTicketParams(QueryParams):
+    ticket_id: uuid.UUID
+    include_deleted: bool = Field(False, description="Admins only: also find a deleted ticket.")
+
+
+class PageParams(QueryParams):
+    sort: SortField = SortField.CREATED
+    descending: bool = True
+    cursor: str | None = Field(None, description="Opaque; from the previous page's next_cursor.")
+    limit: Annotated[int, Field(ge=1, le=PAGE_MAX)] = 25
+
+
+class ListTicketsParams(PageParams):
+    status: list[Status] | None = None
+    priority: list[Priority] | None = None
+    category_id: uuid.UUID | None = None
+    assignee_id: uuid.UUID | None = None
+    unassigned: bool = False
+    customer_id: uuid.UUID | None = Field(None, description="Staff only.")
+    created_from: AwareDatetime | None = None
+    created_to: AwareDatetime | None = None
+    text: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(None, description="Text in the title.")
+    include_deleted: bool = Field(False, description="Admins only.")
+
+
+class MyTicketsParams(PageParams):
+    status: list[Status] | None = None
+
+
+class ThreadParams(QueryParams):
+    ticket_id: uuid.UUID
+    cursor: str | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 200
+
+
+class HistoryParams(QueryParams):
+    ticket_id: uuid.UUID
+    after_version: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(ge=1, le=500)] = 200
+
+
+class TimeEntriesParams(QueryParams):
+    ticket_id: uuid.UUID
+
+
+class QueryBase(Request):
+    pass
+
+
+class GetTicket(QueryBase):
+    type: Literal["ticket.get"] = "ticket.get"
+    payload: GetTicketParams
+
+
+class ListTickets(QueryBase):
+    type: Literal["ticket.list"] = "ticket.list"
+    payload: ListTicketsParams = ListTicketsParams()
+
+
+class MyTickets(QueryBase):
+    type: Literal["ticket.my"] = "ticket.my"
+    payload: MyTicketsParams = MyTicketsParams()
+
+
+class TicketThread(QueryBase):
+    type: Literal["ticket.thread"] = "ticket.thread"
+    payload: ThreadParams
+
+
+class TicketHistory(QueryBase):
+    type: Literal["ticket.history"] = "ticket.history"
+    payload: HistoryParams
+
+
+class TicketTimeEntries(QueryBase):
+    type: Literal["ticket.time_entries"] = "ticket.time_entries"
+    payload: TimeEntriesParams
+
+
+Query = Annotated[
+    Union[GetTicket, ListTickets, MyTickets, TicketThread, TicketHistory, TicketTimeEntries],
+    Field(discriminator="type"),
+]
+query_adapter: TypeAdapter[Query] = TypeAdapter(Query)
+
+
+def parse_query(data: bytes | str) -> QueryBase:
+    return query_adapter.validate_json(data)  # type: ignore[return-value]
+
+

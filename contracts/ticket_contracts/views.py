@@ -1,0 +1,81 @@
+"""Read shapes of a ticket and its parts, used by events and query answers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from .model import Channel, Priority, ReplySource, Role, Status
+
+
+class View(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TicketSnapshot(View):
+    """The routing fields every event carries, so consumers never query back (SPEC §7)."""
+
+    id: uuid.UUID
+    number: str
+    customer_id: uuid.UUID
+    status: Status
+    priority: Priority
+    assignee_id: uuid.UUID | None
+    category_id: uuid.UUID | None
+    created_at: datetime
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    deleted: bool = False
+
+
+class TicketView(View):
+    """A whole ticket as a query answer shows it."""
+
+    id: uuid.UUID
+    number: str
+    customer_id: uuid.UUID
+    created_by: uuid.UUID
+    title: str
+    description: str
+    status: Status
+    status_reason: str | None
+    priority: Priority
+    category_id: uuid.UUID | None
+    channel: Channel
+    tags: list[str]
+    assignee_id: uuid.UUID | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    status_changed_at: datetime
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    deleted_at: datetime | None
+    follow_up_of: uuid.UUID | None
+    #: Staff only; always null in answers to customers.
+    time_spent_minutes: int | None
+
+
+class ReplyView(View):
+    id: uuid.UUID
+    ticket_id: uuid.UUID
+    author_id: uuid.UUID
+    author_role: Role
+    body: str
+    internal: bool
+    source: ReplySource
+    email_message_id: str | None
+    created_at: datetime
+
+
+class TimeEntryView(View):
+    id: uuid.UUID
+    ticket_id: uuid.UUID
+    user_id: uuid.UUID
+    minutes: int
+    note: str | None
+    created_at: datetime

@@ -1,0 +1,120 @@
+"""The outbox relay: publishes committed history events and command results, in order.
+
+Exactly one instance relays at a time: the one holding a PostgreSQL session advisory lock
+on its own connection (if it dies, the lock goes with the connection and another instance
+takes over). It wakes on NOTIFY from committing transactions, with polling as a fallback.
+Each round publishes events in ``seq`` order — per ticket that is ``ticket_version`` order —
+awaits every acknowledgement, then marks the rows published. A crash between publishing and
+marking re-publishes the same rows (at least once, same ``event_id``); nothing is deleted.
+Broker outages are retried forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from ticket_contracts import topics
+
+from service.logging import get_logger
+from service.metrics import Metrics
+
+from .unit_of_work import NOTIFY_CHANNEL
+
+log = get_logger(__name__)
+RELAY_LOCK_KEY = 0x7469636B  # "tick"
+Publish = Callable[[bytes, str, bytes | None], Awaitable[Awaitable[Any]]]
+
+_EVENTS = """SELECT seq, ticket_id, body FROM ticket_events
+             WHERE published_at IS NULL ORDER BY seq LIMIT $1"""
+_RESULTS = """SELECT seq, ticket_id, result, reply_to FROM processed_commands
+              WHERE result_published_at IS NULL ORDER BY seq LIMIT $1"""
+_MARK_EVENTS = "UPDATE ticket_events SET published_at = now() WHERE seq = ANY($1::bigint[])"
+_MARK_RESULTS = "UPDATE processed_commands SET result_published_at = now() WHERE seq = ANY($1::bigint[])"
+BACKLOG_SQL = """SELECT (SELECT count(*) FROM ticket_events WHERE published_at IS NULL)
+                   + (SELECT count(*) FROM processed_commands WHERE result_published_at IS NULL)"""
+
+
+class OutboxRelay:
+    def __init__(self, dsn: str, publish: Publish, metrics: Metrics, *, batch_size: int, poll_interval_s: float,
+                 retry_max_s: float = 10.0, on_active: Callable[[bool], None] | None = None) -> None:
+        self._on_active = on_active
+        self._dsn = dsn
+        self._publish = publish
+        self._metrics = metrics
+        self._batch = batch_size
+        self._poll = poll_interval_s
+        self._retry_max = retry_max_s
+        self._wake = asyncio.Event()
+        self.active = False
+
+    async def run(self) -> None:
+        """Forever: become the relay when possible, relay until the connection breaks."""
+        delay = 0.2
+        while True:
+            try:
+                await self._lead()
+                delay = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # database or broker trouble: back off, then try again
+                log.warning("relay interrupted, retrying", error=type(error).__name__, retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+            finally:
+                self._set_active(False)
+
+    async def _lead(self) -> None:
+        conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
+                await asyncio.sleep(self._poll * 2)
+            self._set_active(True)
+            log.info("this instance now relays the outbox")
+            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            while True:
+                self._wake.clear()
+                if await self._round(conn) < self._batch:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self._poll)
+                    except TimeoutError:
+                        self._metrics.outbox_backlog.set(await conn.fetchval(BACKLOG_SQL))
+        finally:
+            await _close(conn)
+
+    async def _round(self, conn: asyncpg.Connection) -> int:
+        events = await conn.fetch(_EVENTS, self._batch)
+        if events:
+            await self._send([(r["body"], topics.EVENTS, r["ticket_id"]) for r in events])
+            await conn.execute(_MARK_EVENTS, [r["seq"] for r in events])
+            self._metrics.published.labels("event").inc(len(events))
+        results = await conn.fetch(_RESULTS, self._batch)
+        if results:
+            out = [(r["result"], topics.COMMAND_RESULTS, r["ticket_id"]) for r in results]
+            out += [(r["result"], r["reply_to"], r["ticket_id"]) for r in results if r["reply_to"]]
+            await self._send(out)
+            await conn.execute(_MARK_RESULTS, [r["seq"] for r in results])
+            self._metrics.published.labels("result").inc(len(results))
+        return max(len(events), len(results))
+
+    async def _send(self, messages: list[tuple[str, str, Any]]) -> None:
+        futures = [
+            await self._publish(body.encode(), topic, str(key).encode() if key else None)
+            for body, topic, key in messages
+        ]
+        await asyncio.gather(*futures)
+
+    def _set_active(self, active: bool) -> None:
+        self.active = active
+        self._metrics.relay_active.set(1 if active else 0)
+        if self._on_active:
+            self._on_active(active)
+
+
+async def _close(conn: asyncpg.Connection) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), 5)
+    except Exception:
+        conn.terminate()

@@ -1,0 +1,258 @@
+"""The ticket aggregate: one method per command, each guarding its rules and recording events.
+
+A method either raises a :class:`~service.domain.errors.DomainError` and changes nothing, or
+applies the change, bumps ``version`` once per recorded event and appends to ``pending``.
+Replies and time entries are recorded as new children; the thread is never loaded whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from . import events as ev
+from .errors import Conflict, InvalidAssignee, InvalidTransition
+from .policy import check_admin, check_not_system, check_reply, check_staff, check_update_fields, check_visible
+from .status import check_not_closed, check_transition, is_reopening
+from .values import Actor, DirectoryUser, Role, Status
+
+TICKET_NUMBER_FORMAT = "TKT-{:06d}"
+
+
+def format_number(seq: int) -> str:
+    return TICKET_NUMBER_FORMAT.format(seq)
+
+
+@dataclass(slots=True)
+class Reply:
+    id: uuid.UUID
+    ticket_id: uuid.UUID
+    author_id: uuid.UUID
+    author_role: Role
+    body: str
+    internal: bool
+    source: str
+    email_message_id: str | None
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class TimeEntry:
+    id: uuid.UUID
+    ticket_id: uuid.UUID
+    user_id: uuid.UUID
+    minutes: int
+    note: str | None
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class Ticket:
+    id: uuid.UUID
+    number: str
+    customer_id: uuid.UUID
+    created_by: uuid.UUID
+    title: str
+    description: str
+    status: Status
+    priority: str
+    channel: str
+    created_at: datetime
+    updated_at: datetime
+    status_changed_at: datetime
+    version: int = 0
+    status_reason: str | None = None
+    category_id: uuid.UUID | None = None
+    tags: list[str] = field(default_factory=list)
+    assignee_id: uuid.UUID | None = None
+    first_response_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    deleted_at: datetime | None = None
+    follow_up_of: uuid.UUID | None = None
+    time_spent_minutes: int = 0
+    email_message_id: str | None = None
+    pending: list[ev.DomainEvent] = field(default_factory=list, repr=False)
+    new_replies: list[Reply] = field(default_factory=list, repr=False)
+    new_time_entries: list[TimeEntry] = field(default_factory=list, repr=False)
+
+    # ---- creation -------------------------------------------------------------------------
+    @classmethod
+    def open_new(
+        cls,
+        *,
+        ticket_id: uuid.UUID,
+        number: str,
+        customer_id: uuid.UUID,
+        actor: Actor,
+        title: str,
+        description: str,
+        priority: str,
+        category_id: uuid.UUID | None,
+        channel: str,
+        tags: list[str],
+        now: datetime,
+        follow_up_of: uuid.UUID | None = None,
+        email_message_id: str | None = None,
+    ) -> Ticket:
+        ticket = cls(
+            id=ticket_id, number=number, customer_id=customer_id, created_by=actor.user_id,
+            title=title, description=description, status=Status.NEW, priority=priority,
+            channel=channel, created_at=now, updated_at=now, status_changed_at=now,
+            category_id=category_id, tags=_normalise_tags(tags), follow_up_of=follow_up_of,
+            email_message_id=email_message_id,
+        )
+        ticket._record(ev.TICKET_CREATED, now, {
+            "number": number, "customer_id": customer_id, "created_by": actor.user_id,
+            "title": title, "description": description, "priority": priority,
+            "category_id": category_id, "channel": channel, "tags": ticket.tags,
+            "status": Status.NEW.value, "follow_up_of": follow_up_of,
+            "email_message_id": email_message_id,
+        })
+        return ticket
+
+    # ---- commands -------------------------------------------------------------------------
+    def update(self, actor: Actor, changes: dict[str, Any], now: datetime, expected_version: int | None) -> None:
+        check_update_fields(actor, set(changes))
+        self._check_mutable(expected_version)
+        if "tags" in changes:
+            changes = {**changes, "tags": _normalise_tags(changes["tags"])}
+        diff = {k: {"old": getattr(self, k), "new": v} for k, v in changes.items() if getattr(self, k) != v}
+        if not diff:
+            return  # nothing changes: accepted, no event (see docs/decisions.md)
+        for name, change in diff.items():
+            setattr(self, name, change["new"])
+        self._record(ev.TICKET_UPDATED, now, {"changes": diff})
+
+    def change_status(
+        self, actor: Actor, target: Status, reason: str | None, now: datetime, expected_version: int | None
+    ) -> None:
+        check_not_system(actor, "change a ticket's status")
+        check_transition(actor, self.status, target, reason)
+        self._check_version(expected_version)
+        self._move(target, reason, now, automatic=False)
+
+    def assign(
+        self, actor: Actor, assignee: DirectoryUser | None, assignee_id: uuid.UUID | None,
+        now: datetime, expected_version: int | None,
+    ) -> None:
+        check_staff(actor, "assign tickets")
+        self._check_mutable(expected_version)
+        if assignee_id is not None and (assignee is None or not assignee.can_be_assigned):
+            raise InvalidAssignee("the assignee must be an active agent or admin")
+        if assignee_id == self.assignee_id:
+            return  # already so: accepted, no event
+        previous, self.assignee_id = self.assignee_id, assignee_id
+        self._record(ev.TICKET_ASSIGNED, now, {"from_assignee_id": previous, "to_assignee_id": assignee_id})
+
+    def add_reply(
+        self, actor: Actor, *, reply_id: uuid.UUID, body: str, internal: bool, source: str, now: datetime,
+        expected_version: int | None, email_message_id: str | None = None,
+    ) -> None:
+        check_reply(actor, internal)
+        self._check_mutable(expected_version)
+        reply = Reply(reply_id, self.id, actor.user_id, actor.role, body, internal, source, email_message_id, now)
+        first_response = actor.is_staff and not internal and self.first_response_at is None
+        if first_response:
+            self.first_response_at = now
+        self.new_replies.append(reply)
+        self._record(ev.REPLY_ADDED, now, {"reply": reply, "first_response": first_response}, internal=internal)
+        if not internal:
+            self._move_after_reply(actor, now)
+
+    def log_time(
+        self, actor: Actor, *, entry_id: uuid.UUID, minutes: int, note: str | None, now: datetime,
+        expected_version: int | None,
+    ) -> None:
+        check_staff(actor, "log time")
+        self._check_mutable(expected_version)
+        entry = TimeEntry(entry_id, self.id, actor.user_id, minutes, note, now)
+        self.time_spent_minutes += minutes
+        self.new_time_entries.append(entry)
+        self._record(ev.TIME_LOGGED, now, {"entry": entry, "time_spent_minutes": self.time_spent_minutes},
+                     internal=True)
+
+    def delete(self, actor: Actor, reason: str, now: datetime, expected_version: int | None) -> None:
+        check_admin(actor, "delete tickets")
+        self._check_version(expected_version)
+        self.deleted_at = now
+        self._record(ev.TICKET_DELETED, now, {"reason": reason})
+
+    def restore(self, actor: Actor, now: datetime, expected_version: int | None) -> None:
+        check_admin(actor, "restore tickets")
+        if self.deleted_at is None:
+            raise InvalidTransition("the ticket is not deleted")
+        self._check_version(expected_version)
+        self.deleted_at = None
+        self._record(ev.TICKET_RESTORED, now, {})
+
+    # ---- helpers --------------------------------------------------------------------------
+    def visible_to(self, actor: Actor, *, allow_deleted: bool = False) -> Ticket:
+        return check_visible(actor, self, allow_deleted=allow_deleted)
+
+    def _move_after_reply(self, actor: Actor, now: datetime) -> None:
+        if actor.role is Role.CUSTOMER and self.status in (Status.PENDING, Status.RESOLVED):
+            self._move(Status.OPEN, "customer replied", now, automatic=True)
+        elif actor.is_staff and self.status is Status.NEW:
+            self._move(Status.OPEN, "first staff reply", now, automatic=True)
+
+    def _move(self, target: Status, reason: str | None, now: datetime, *, automatic: bool) -> None:
+        previous = self.status
+        if target is Status.RESOLVED:
+            self.resolved_at = now
+        elif is_reopening(previous, target):
+            self.resolved_at = None
+        if target is Status.CLOSED:
+            self.closed_at = now
+        self.status, self.status_reason, self.status_changed_at = target, reason, now
+        self._record(ev.STATUS_CHANGED, now, {
+            "from_status": previous.value, "to_status": target.value, "reason": reason, "automatic": automatic,
+        })
+
+    def _check_mutable(self, expected_version: int | None) -> None:
+        check_not_closed(self.status)
+        self._check_version(expected_version)
+
+    def _check_version(self, expected_version: int | None) -> None:
+        if expected_version is not None and expected_version != self.version:
+            raise Conflict(f"expected version {expected_version}, the ticket is at {self.version}")
+
+    def _record(self, type_: str, now: datetime, payload: dict[str, Any], *, internal: bool = False) -> None:
+        self.version += 1
+        self.updated_at = now
+        self.pending.append(ev.DomainEvent(type_, self.id, self.version, now, payload, self.routing(), internal))
+
+    def routing(self) -> dict[str, Any]:
+        """The routing fields notification and SLA services need without querying back."""
+        return {
+            "id": self.id, "number": self.number, "customer_id": self.customer_id, "status": self.status,
+            "priority": self.priority, "assignee_id": self.assignee_id, "category_id": self.category_id,
+            "created_at": self.created_at, "first_response_at": self.first_response_at,
+            "resolved_at": self.resolved_at, "closed_at": self.closed_at, "deleted": self.deleted_at is not None,
+        }
+
+    def take_events(self) -> list[ev.DomainEvent]:
+        """Hand over the events recorded since the last call, and forget them."""
+        out, self.pending = self.pending, []
+        return out
+
+    def take_children(self) -> tuple[list[Reply], list[TimeEntry]]:
+        """Hand over the replies and time entries added since loading, and forget them."""
+        out = (self.new_replies, self.new_time_entries)
+        self.new_replies, self.new_time_entries = [], []
+        return out
+
+    def copy(self) -> Ticket:
+        """An independent copy, to roll back in memory if a handler fails unexpectedly."""
+        clone = dataclasses.replace(self)
+        clone.tags = list(self.tags)
+        clone.pending, clone.new_replies = list(self.pending), list(self.new_replies)
+        clone.new_time_entries = list(self.new_time_entries)
+        return clone
+
+
+def _normalise_tags(tags: list[str]) -> list[str]:
+    return sorted(set(tags))

@@ -1,0 +1,119 @@
+"""The ``tickets.commands.v1`` subscriber: batches in, results and events out via the outbox.
+
+Per fetched batch: decode (bad records → DLQ), handle in one transaction (transient faults
+retried in place), re-send stored results of duplicates, dead-letter commands that crashed,
+then — only then — commit the offsets. Acknowledgement is manual: ACK_FIRST would be
+at-most-once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from faststream.kafka import KafkaRouter
+from faststream.middlewares import AckPolicy
+from sqlalchemy.exc import IntegrityError
+from ticket_contracts import topics
+from ticket_contracts.commands import Command
+
+from service.adapters.retry import retry_transient
+from service.adapters.unit_of_work import SqlUnitOfWork
+from service.handlers.batch import Incoming, Outcome, handle_batch
+from service.logging import get_logger
+from service.runtime import Runtime
+
+from .acking import ack_after, raw_records
+from .decoding import DeadLetter, decode_command
+from .dead_letters import DeadLetters
+
+log = get_logger(__name__)
+CONFLICT_MESSAGE = "the command conflicts with data already stored (e.g. a reused reply_id or entry_id)"
+
+
+def command_router(rt: Runtime) -> KafkaRouter:
+    s = rt.settings
+    router = KafkaRouter()
+    dead_letters = DeadLetters(rt.broker, rt.metrics)
+
+    @router.subscriber(
+        topics.COMMANDS, group_id=f"{s.consumer_group}.commands", batch=True, max_records=s.batch_max_records,
+        batch_timeout_ms=s.batch_timeout_ms, fetch_max_wait_ms=s.fetch_max_wait_ms,
+        auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, decoder=raw_records,
+        title="tickets.commands.v1", description="Commands, keyed by ticket id; one result per distinct message_id.",
+    )
+    async def on_commands(body: list[Command]) -> None:
+        records: tuple[Any, ...] = body  # type: ignore[assignment]  # raw records, see raw_records
+        await ack_after(rt, lambda: _on_commands(records), what="commands")
+
+    async def _on_commands(records: tuple[Any, ...]) -> None:
+        started = time.perf_counter()
+        items: list[Incoming] = []
+        sources: list[Any] = []
+        dead: list[tuple[Any, str, str]] = []
+        for record in records:
+            decoded = decode_command(record, rt.resolver, s.max_message_bytes)
+            if isinstance(decoded, DeadLetter):
+                dead.append((decoded.record, decoded.error_class, decoded.error_message))
+            else:
+                items.append(decoded)
+                sources.append(record)
+        outcomes = await _handle(rt, items) if items else []
+        crashed = [(record, type(o.error).__name__, str(o.error)[:500])
+                   for record, o in zip(sources, outcomes, strict=True) if o.status == "failed"]
+        await retry_transient(lambda: _send_out(rt, dead_letters, dead + crashed, outcomes), what="publish",
+                              initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s)
+        _account(rt, outcomes, len(records), time.perf_counter() - started)
+
+    return router
+
+
+async def _handle(rt: Runtime, items: list[Incoming]) -> list[Outcome]:
+    s = rt.settings
+
+    async def attempt(batch: list[Incoming]) -> list[Outcome]:
+        return await retry_transient(
+            lambda: handle_batch(batch, SqlUnitOfWork(rt.engine)), what="command batch",
+            initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s,
+            on_retry=lambda e: rt.metrics.count(rt.metrics.retries, "command batch"),
+        )
+
+    try:
+        return await attempt(items)
+    except IntegrityError:
+        log.warning("batch hit a constraint, handling its commands one by one", size=len(items))
+    outcomes = []
+    for item in items:
+        try:
+            outcomes.extend(await attempt([item]))
+        except IntegrityError:
+            try:  # a concurrent instance may have just handled it: the inbox will say so
+                outcomes.extend(await attempt([item]))
+            except IntegrityError:
+                item.invalid, item.invalid_reason = CONFLICT_MESSAGE, "conflict"
+                outcomes.extend(await attempt([item]))
+    return outcomes
+
+
+async def _send_out(rt: Runtime, dead_letters: DeadLetters, dead: list[tuple[Any, str, str]],
+                    outcomes: list[Outcome]) -> None:
+    futures = []
+    for o in outcomes:
+        if o.status != "duplicate" or o.result is None:
+            continue
+        key = str(o.ticket_id).encode() if o.ticket_id else None
+        futures.append(await rt.broker.publish(o.result.encode(), topics.COMMAND_RESULTS, key=key, no_confirm=True))
+        if o.reply_to:
+            futures.append(await rt.broker.publish(o.result.encode(), o.reply_to, key=key, no_confirm=True))
+    await dead_letters.send_many(dead)
+    if futures:
+        await asyncio.gather(*futures)
+
+
+def _account(rt: Runtime, outcomes: list[Outcome], size: int, seconds: float) -> None:
+    m = rt.metrics
+    for o in outcomes:
+        m.count(m.commands, o.status)
+    m.batch_seconds.observe(seconds)
+    m.batch_size.observe(size)

@@ -1,0 +1,48 @@
+"""Dead-letter topics: a message that can never be processed goes to ``<topic>.dlq`` unchanged,
+with headers naming the error and where it came from; the consumer then moves on."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from ticket_contracts import topics
+
+from service.logging import get_logger
+from service.metrics import Metrics
+
+from .decoding import headers_of
+
+log = get_logger(__name__)
+
+
+class DeadLetters:
+    def __init__(self, broker: KafkaBroker, metrics: Metrics) -> None:
+        self._broker = broker
+        self._metrics = metrics
+
+    async def send(self, record: Any, error_class: str, error_message: str) -> None:
+        """Publish and await; raises on a broker failure so the caller retries, never drops."""
+        await self.send_many([(record, error_class, error_message)])
+
+    async def send_many(self, letters: list[tuple[Any, str, str]]) -> None:
+        futures = []
+        for record, error_class, error_message in letters:
+            headers = headers_of(record) | {
+                topics.DLQ_HEADER_ERROR_CLASS: error_class,
+                topics.DLQ_HEADER_ERROR_MESSAGE: error_message[:1000],
+                topics.DLQ_HEADER_SOURCE_TOPIC: record.topic,
+                topics.DLQ_HEADER_SOURCE_PARTITION: str(record.partition),
+                topics.DLQ_HEADER_SOURCE_OFFSET: str(record.offset),
+                topics.DLQ_HEADER_FAILED_AT: datetime.now(UTC).isoformat(),
+            }
+            log.warning("dead-lettered", topic=record.topic, partition=record.partition, offset=record.offset,
+                        error=error_class)
+            futures.append(await self._broker.publish(
+                record.value or b"", topics.dlq(record.topic), key=record.key, headers=headers, no_confirm=True,
+            ))
+            self._metrics.count(self._metrics.dead_letters, record.topic)
+        if futures:
+            await asyncio.gather(*futures)

@@ -1,0 +1,112 @@
+"""Turning raw Kafka records into commands — or into dead letters.
+
+Fast path: one pydantic parse of the bytes. Only when that fails do we look closer, to
+tell a message that can never be processed (→ DLQ) from a decodable but invalid command
+(→ a ``validation_error`` result, so the sender hears about it).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from ticket_contracts.commands import COMMAND_TYPES, command_adapter
+from ticket_contracts.envelope import Actor as ContractActor
+from ticket_contracts.topics import HEADER_CORRELATION_ID, HEADER_REPLY_TO
+
+from service.adapters.auth import ActorResolver
+from service.domain.errors import DomainError
+from service.handlers.batch import Incoming
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    record: Any
+    error_class: str
+    error_message: str
+
+
+def headers_of(record: Any) -> dict[str, str]:
+    return {k: v.decode(errors="replace") for k, v in (record.headers or ()) if v is not None}
+
+
+def summarise(error: ValidationError, limit: int = 5) -> str:
+    """Field paths and messages only: never the offending values."""
+    parts = []
+    for e in error.errors(include_input=False, include_url=False)[:limit]:
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("ticket."))
+        parts.append(f"{loc or 'message'}: {e['msg']}")
+    more = error.error_count() - limit
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def decode_command(record: Any, resolver: ActorResolver, max_bytes: int) -> Incoming | DeadLetter:
+    value: bytes | None = record.value
+    if value is None or len(value) > max_bytes:
+        size = 0 if value is None else len(value)
+        return DeadLetter(record, "MessageTooLarge" if value else "EmptyMessage", f"{size} bytes (limit {max_bytes})")
+    headers = headers_of(record)
+    try:
+        command = command_adapter.validate_json(value)
+    except ValidationError as error:
+        return _invalid(record, value, headers, error, resolver)
+    try:
+        actor = resolver.resolve(command.actor, command.actor_token)
+    except DomainError as denied:
+        return _incoming(command.model_dump(mode="json"), headers, command.actor, denied.message, denied.code)
+    return Incoming(
+        message_id=command.message_id, command_type=command.type,
+        correlation_id=command.correlation_id or _header_uuid(headers) or command.message_id,
+        reply_to=headers.get(HEADER_REPLY_TO) or None, actor=actor,
+        ticket_id=getattr(command.payload, "ticket_id", None), command=command,
+    )
+
+
+def _invalid(record: Any, value: bytes, headers: dict[str, str], error: ValidationError,
+             resolver: ActorResolver) -> Incoming | DeadLetter:
+    try:
+        raw = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as undecodable:
+        return DeadLetter(record, "UndecodableMessage", f"not JSON: {type(undecodable).__name__}")
+    if not isinstance(raw, dict):
+        return DeadLetter(record, "UndecodableMessage", "not a JSON object")
+    if raw.get("type") not in COMMAND_TYPES:
+        return DeadLetter(record, "UnknownMessageType", f"unknown command type {str(raw.get('type'))[:100]!r}")
+    try:
+        uuid.UUID(str(raw.get("message_id")))
+    except ValueError:
+        return DeadLetter(record, "InvalidEnvelope", "message_id is missing or not a UUID")
+    actor = None
+    try:
+        asserted = ContractActor.model_validate(raw.get("actor"))
+        actor = resolver.resolve(asserted, raw.get("actor_token"))
+    except (ValidationError, DomainError):
+        pass
+    incoming = _incoming(raw, headers, None, summarise(error), "validation_error")
+    incoming.actor = actor
+    return incoming
+
+
+def _incoming(raw: dict[str, Any], headers: dict[str, str], asserted: Any, message: str, reason: str) -> Incoming:
+    message_id = uuid.UUID(str(raw["message_id"]))
+    payload = raw.get("payload") if isinstance(raw.get("payload"), dict) else {}
+    return Incoming(
+        message_id=message_id, command_type=str(raw["type"]),
+        correlation_id=_uuid(raw.get("correlation_id")) or _header_uuid(headers) or message_id,
+        reply_to=headers.get(HEADER_REPLY_TO) or None, actor=None,
+        ticket_id=_uuid(payload.get("ticket_id")), invalid=message, invalid_reason=reason,
+    )
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _header_uuid(headers: dict[str, str]) -> uuid.UUID | None:
+    return _uuid(headers.get(HEADER_CORRELATION_ID))

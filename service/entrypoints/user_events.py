@@ -1,0 +1,60 @@
+"""The ``users.events.v1`` subscriber: keeps the user-directory replica, in order, idempotently."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faststream.kafka import KafkaRouter
+from faststream.middlewares import AckPolicy
+from pydantic import ValidationError
+from ticket_contracts import topics
+from ticket_contracts.users import UserDeactivated, UserEvent, UserUpserted, user_event_adapter
+
+from service.adapters.retry import retry_transient
+from service.adapters.user_directory import apply_user_changes
+from service.runtime import Runtime
+
+from .acking import ack_after, raw_records
+from .dead_letters import DeadLetters
+from .decoding import summarise
+
+
+def user_events_router(rt: Runtime) -> KafkaRouter:
+    s = rt.settings
+    router = KafkaRouter()
+    dead_letters = DeadLetters(rt.broker, rt.metrics)
+
+    @router.subscriber(
+        topics.USER_EVENTS, group_id=f"{s.consumer_group}.user_events", batch=True, max_records=s.batch_max_records,
+        batch_timeout_ms=s.batch_timeout_ms, fetch_max_wait_ms=s.fetch_max_wait_ms,
+        auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, decoder=raw_records,
+        title="users.events.v1", description="User directory changes from the identity service, keyed by user id.",
+    )
+    async def on_user_events(body: list[UserEvent]) -> None:
+        records: tuple[Any, ...] = body  # type: ignore[assignment]
+        await ack_after(rt, lambda: _apply(records), what="user events")
+
+    async def _apply(records: tuple[Any, ...]) -> None:
+        upserts, deactivations, dead = [], [], []
+        for record in records:
+            if record.value is None or len(record.value) > s.max_message_bytes:
+                dead.append((record, "MessageTooLarge", f"limit {s.max_message_bytes} bytes"))
+                continue
+            try:
+                event = user_event_adapter.validate_json(record.value)
+            except ValidationError as error:
+                dead.append((record, "InvalidUserEvent", summarise(error)))
+                continue
+            if isinstance(event, UserUpserted):
+                p = event.payload
+                upserts.append({"user_id": p.user_id, "email": p.email, "display_name": p.display_name,
+                                "role": p.role.value, "customer_id": p.customer_id, "active": p.active,
+                                "updated_at": event.occurred_at})
+            elif isinstance(event, UserDeactivated):
+                deactivations.append((event.payload.user_id, event.occurred_at))
+        await retry_transient(lambda: apply_user_changes(rt.engine, upserts, deactivations), what="user events",
+                              initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s)
+        await retry_transient(lambda: dead_letters.send_many(dead), what="dlq",
+                              initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s)
+
+    return router

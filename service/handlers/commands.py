@@ -1,0 +1,115 @@
+"""Command handlers: load the ticket, call one domain method, hand the ticket back.
+
+Each is a short linear script. Errors are domain errors; the batch layer turns them into
+rejections. ``ticket.ingest_email`` lives in :mod:`service.handlers.email`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ticket_contracts import commands as c
+
+from service.domain.errors import Conflict
+from service.domain.policy import check_visible, customer_for_new_ticket
+from service.domain.ticket import Ticket, format_number
+from service.domain.values import Status
+
+from .context import CommandContext, UnitOfWork
+
+
+async def create_ticket(cmd: c.CreateTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
+    p = cmd.payload
+    customer_id = customer_for_new_ticket(ctx.actor, p.customer_id)
+    if await uow.load(p.ticket_id) is not None:
+        raise Conflict("a ticket with this ticket_id already exists")
+    ticket = Ticket.open_new(
+        ticket_id=p.ticket_id, number=format_number(await uow.next_number()), customer_id=customer_id,
+        actor=ctx.actor, title=p.title, description=p.description, priority=p.priority.value,
+        category_id=p.category_id, channel=p.channel.value, tags=list(p.tags), now=ctx.now,
+    )
+    uow.add(ticket)
+    return ticket
+
+
+async def update_ticket(cmd: c.UpdateTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
+    p = cmd.payload
+    ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
+    changes = {k: _plain(v) for k, v in p.changed_fields().items()}
+    ticket.update(ctx.actor, changes, ctx.now, p.expected_version)
+    return ticket
+
+
+async def change_status(cmd: c.ChangeStatus, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
+    p = cmd.payload
+    ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
+    ticket.change_status(ctx.actor, Status(p.status.value), p.reason, ctx.now, p.expected_version)
+    return ticket
+
+
+async def assign_ticket(cmd: c.AssignTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
+    p = cmd.payload
+    ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
+    assignee = ctx.users.get(p.assignee_id) if p.assignee_id else None
+    ticket.assign(ctx.actor, assignee, p.assignee_id, ctx.now, p.expected_version)
+    return ticket
+
+
+async def add_reply(cmd: c.AddReply, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
+    p = cmd.payload
+    ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
+    ticket.add_reply(
+        ctx.actor, reply_id=p.reply_id, body=p.body, internal=p.internal, source=p.source.value,
+        now=ctx.now, expected_version=p.expected_version,
+    )
+    return ticket
+
+
+async def log_time(cmd: c.LogTime, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
+    p = cmd.payload
+    ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
+    ticket.log_time(
+        ctx.actor, entry_id=p.entry_id, minutes=p.minutes, note=p.note, now=ctx.now,
+        expected_version=p.expected_version,
+    )
+    return ticket
+
+
+async def delete_ticket(cmd: c.DeleteTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
+    p = cmd.payload
+    ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
+    ticket.delete(ctx.actor, p.reason, ctx.now, p.expected_version)
+    return ticket
+
+
+async def restore_ticket(cmd: c.RestoreTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
+    p = cmd.payload
+    ticket = check_visible(ctx.actor, await uow.load(p.ticket_id), allow_deleted=True)
+    ticket.restore(ctx.actor, ctx.now, p.expected_version)
+    return ticket
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return list(value)
+    return getattr(value, "value", value)
+
+
+Handler = Callable[[Any, CommandContext, UnitOfWork], Awaitable[Ticket]]
+
+
+def handlers() -> dict[str, Handler]:
+    from .email import ingest_email
+
+    return {
+        "ticket.create": create_ticket,
+        "ticket.update": update_ticket,
+        "ticket.change_status": change_status,
+        "ticket.assign": assign_ticket,
+        "ticket.add_reply": add_reply,
+        "ticket.log_time": log_time,
+        "ticket.delete": delete_ticket,
+        "ticket.restore": restore_ticket,
+        "ticket.ingest_email": ingest_email,
+    }

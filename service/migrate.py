@@ -1,0 +1,53 @@
+"""Schema migrations: ``tickets migrate`` and the start-up check that the schema is at head."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    cfg = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Apply migrations up to ``revision``. Synchronous: Alembic's env runs its own event loop,
+    so when called from inside a running loop the work moves to a short-lived thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        command.upgrade(alembic_config(database_url), revision)
+        return
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(command.upgrade, alembic_config(database_url), revision).result()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("postgresql+asyncpg://unused/")).get_current_head()
+
+
+class SchemaNotAtHead(RuntimeError):
+    pass
+
+
+async def check_schema_at_head(engine: AsyncEngine) -> None:
+    """Refuse to run against a database whose schema is not at the newest migration."""
+    async with engine.connect() as conn:
+        current = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+    head = head_revision()
+    if current != head:
+        raise SchemaNotAtHead(
+            f"database schema is at {current or 'nothing'}, this service needs {head}: run `tickets migrate` first"
+        )

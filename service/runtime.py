@@ -1,0 +1,36 @@
+"""Process-wide resources of one service instance, filled in by the lifespan (never at import)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.adapters.auth import ActorResolver
+from service.metrics import Metrics
+from service.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    broker: KafkaBroker
+    metrics: Metrics
+    resolver: ActorResolver
+    _engine: AsyncEngine | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ready: bool = False
+    relay_active: bool = False
+    stopping: bool = False
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("the database engine is not started yet")
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: AsyncEngine | None) -> None:
+        self._engine = engine

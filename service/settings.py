@@ -1,0 +1,57 @@
+"""Configuration from environment variables, all prefixed ``TICKETS_`` (SPEC §11).
+
+Defaults are safe for local development; nothing is read at import time — call
+:func:`load_settings` from the composition root.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TICKETS_", extra="ignore")
+
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/tickets",
+        description="SQLAlchemy URL of the PostgreSQL database (asyncpg driver).",
+    )
+    database_pool_size: int = Field(8, description="Connections kept in the pool.")
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    consumer_group: str = Field("ticket-service", description="Kafka consumer group of every instance.")
+    instance_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        description="Identifies this instance in heartbeats and logs.",
+    )
+    fetch_max_wait_ms: int = Field(10, description="Consumer fetch wait; ~10 ms suits low latency.")
+    batch_max_records: int = Field(200, description="Most commands handled in one transaction.")
+    batch_timeout_ms: int = Field(100, description="How long one poll for a batch waits.")
+    max_message_bytes: int = Field(1_048_576, description="Larger input messages go to the DLQ.")
+    relay_batch_size: int = Field(500, description="Most outbox rows the relay publishes per round.")
+    relay_poll_interval_s: float = Field(1.0, description="Relay polling fallback when no NOTIFY arrives.")
+    heartbeat_interval_s: float = Field(15.0, description="Seconds between heartbeats on tickets.ops.v1.")
+    retry_initial_backoff_s: float = Field(0.2, description="First wait before retrying a transient failure.")
+    retry_max_backoff_s: float = Field(10.0, description="Longest wait between retries.")
+    http_host: str = Field("127.0.0.1", description="Bind address of the health/metrics endpoint.")
+    http_port: int = Field(8080, description="Port of /livez, /readyz and /metrics (0 disables).")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: readable on a TTY, JSON otherwise."
+    )
+    log_level: str = Field("INFO", description="Root log level.")
+    auth_mode: Literal["trust", "jwt"] = Field(
+        "trust",
+        description="trust: believe the envelope's actor (development only); "
+        "jwt: verify actor_token (HS256) and ignore the asserted actor.",
+    )
+    auth_jwt_secret: str = Field("", description="Shared HS256 secret for auth_mode=jwt.")
+    check_schema_on_start: bool = Field(True, description="Refuse to start unless the schema is at head.")
+    data_dir: str = Field(".data", description="Embedded stack: where PostgreSQL keeps its data.")
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]
