@@ -25,6 +25,7 @@ from ticket_contracts.results import CommandResult
 
 from service.adapters.auth import ActorResolver
 from service.adapters.relay import OutboxRelay
+from service.entrypoints.broker import TicketBroker
 from service.entrypoints.commands import command_router
 from service.entrypoints.health import VERSION, heartbeat_loop, serve_http
 from service.entrypoints.queries import query_router
@@ -46,7 +47,7 @@ DESCRIPTION = (
 
 def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
     settings = settings or load_settings()
-    broker = KafkaBroker(
+    broker = TicketBroker(
         settings.kafka_bootstrap, apply_types=False, graceful_timeout=30.0,
         client_id=f"ticket-service-{settings.instance_id}", log_level=logging.DEBUG,
     )

@@ -1,0 +1,143 @@
+"""A small asyncio client: ``send(command)`` awaits its result, ``request(query)`` its answer.
+
+Each client reads its own reply topic (``tickets.replies.<client id>``, created on start),
+so answers and results addressed to it never reach anyone else. Needs the ``client`` extra
+(aiokafka).
+
+    async with TicketClient("localhost:9092") as client:
+        result = await client.send(CreateTicket(actor=actor, payload=...))
+        answer = await client.request(GetTicket(actor=actor, payload=...))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from .answers import AnswerBase, ErrorAnswer, parse_answer
+from .commands import CommandBase
+from .envelope import Message
+from .queries import QueryBase
+from .results import CommandResult
+from .topics import COMMANDS, HEADER_CORRELATION_ID, HEADER_REPLY_TO, QUERIES
+
+
+class TicketClientError(Exception):
+    pass
+
+
+class ReplyTimeout(TicketClientError, TimeoutError):
+    """No result or answer arrived in time; the command may still be handled later."""
+
+
+class QueryFailed(TicketClientError):
+    def __init__(self, answer: ErrorAnswer) -> None:
+        super().__init__(f"{answer.reason}: {answer.message}")
+        self.answer = answer
+
+
+class TicketClient:
+    def __init__(self, bootstrap_servers: str, *, client_id: str | None = None, timeout: float = 30.0,
+                 fetch_max_wait_ms: int = 10) -> None:
+        self.client_id = client_id or uuid.uuid4().hex[:12]
+        self.reply_topic = f"tickets.replies.{self.client_id}"
+        self.timeout = timeout
+        self._bootstrap = bootstrap_servers
+        self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._waiting: dict[uuid.UUID, asyncio.Future[bytes]] = {}
+        self._producer: Any = None
+        self._consumer: Any = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> TicketClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.errors import TopicAlreadyExistsError
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(self.reply_topic, 1, 1)])
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            await admin.close()
+        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, linger_ms=0)
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
+        )
+        await self._consumer.start()
+        self._consumer.assign([TopicPartition(self.reply_topic, 0)])
+        self._reader = asyncio.create_task(self._read())
+
+    async def stop(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        for part in (self._consumer, self._producer):
+            if part is not None:
+                await part.stop()
+        for future in self._waiting.values():
+            future.cancel()
+
+    async def publish(self, message: Message, topic: str, key: uuid.UUID | str | None = None,
+                      reply: bool = True) -> None:
+        """Send without waiting for the outcome (the result still goes to this client's topic)."""
+        headers = [(HEADER_CORRELATION_ID, str(message.correlation_id or message.message_id).encode())]
+        if reply:
+            headers.append((HEADER_REPLY_TO, self.reply_topic.encode()))
+        await self._producer.send_and_wait(
+            topic, message.model_dump_json().encode(), key=str(key).encode() if key else None, headers=headers
+        )
+
+    async def send(self, command: CommandBase, timeout: float | None = None) -> CommandResult:
+        """Send a command and await its result (accepted or rejected)."""
+        key = getattr(command.payload, "ticket_id", None)
+        raw = await self._round_trip(command, COMMANDS, key, timeout)
+        return CommandResult.model_validate_json(raw)
+
+    async def request(self, query: QueryBase, timeout: float | None = None, *, raise_on_error: bool = False
+                      ) -> AnswerBase:
+        """Send a query and await its answer; an ``ErrorAnswer`` is returned (or raised if asked)."""
+        key = getattr(query.payload, "ticket_id", None) or query.actor.user_id
+        answer = parse_answer(await self._round_trip(query, QUERIES, key, timeout))
+        if raise_on_error and isinstance(answer, ErrorAnswer):
+            raise QueryFailed(answer)
+        return answer
+
+    async def _round_trip(self, message: Message, topic: str, key: Any, timeout: float | None) -> bytes:
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting[message.message_id] = future
+        try:
+            await self.publish(message, topic, key)
+            return await asyncio.wait_for(future, timeout or self.timeout)
+        except TimeoutError as error:
+            raise ReplyTimeout(f"no reply to {message.type} {message.message_id} within "
+                               f"{timeout or self.timeout}s") from error
+        finally:
+            self._waiting.pop(message.message_id, None)
+
+    async def _read(self) -> None:
+        import json
+
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        cause = uuid.UUID(json.loads(record.value)["causation_id"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                    future = self._waiting.get(cause)
+                    if future is not None and not future.done():
+                        future.set_result(record.value)

@@ -1,0 +1,143 @@
+"""The ``tickets`` command: run the service, migrate, create topics, or run everything embedded."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from service.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from service.devstack import EmbeddedStack
+
+_log = logging.getLogger("tickets.cli")
+_QUIET_LOGGERS = ("alembic.runtime.plugins",)
+
+
+def _run_service(settings: Settings) -> None:
+    from service.app import run_service
+
+    try:
+        asyncio.run(run_service(settings))
+    except KeyboardInterrupt:  # run_service handles signals itself; this covers a second Ctrl-C
+        _log.info("interrupted")
+
+
+def _migrate(database_url: str) -> None:
+    from service.migrate import upgrade
+
+    upgrade(database_url)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    _run_service(load_settings())
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    _migrate(load_settings().database_url)
+    _log.info("database schema is at head")
+
+
+def cmd_topics(args: argparse.Namespace) -> None:
+    from service.devstack.topics import ensure_topics
+
+    bootstrap = load_settings().kafka_bootstrap
+    asyncio.run(ensure_topics(bootstrap, partitions=args.partitions, replication_factor=args.replication_factor))
+    _log.info("every topic exists on %s", bootstrap)
+
+
+def _interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so the embedded stack is always stopped in order."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _print_banner(stack: EmbeddedStack, *, ephemeral: bool) -> None:
+    print(
+        "\nEmbedded stack is up (development only)\n"
+        f"  Kafka bootstrap   {stack.kafka_bootstrap}   (Tansu, memory-only; log {stack.kafka_log})\n"
+        f"  Database URL      {stack.database_url}\n"
+        f"  PostgreSQL data   {stack.pgdata}{' (deleted on exit)' if ephemeral else ''}\n"
+        f"  psql              psql \"{stack.database_url.replace('+asyncpg', '')}\"\n"
+        "Press Ctrl-C to stop.\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    from service.devstack import PortInUse, embedded_stack
+
+    _interrupt_on_sigterm()
+    default_dir = tempfile.gettempdir() if args.ephemeral else load_settings().data_dir
+    data_dir = Path(args.data_dir or default_dir)
+    _log.info("starting embedded PostgreSQL (%s) and Tansu broker ...", "ephemeral" if args.ephemeral else data_dir)
+    try:
+        with embedded_stack(data_dir, ephemeral=args.ephemeral, kafka_port=args.kafka_port) as stack:
+            os.environ["TICKETS_DATABASE_URL"] = stack.database_url
+            os.environ["TICKETS_KAFKA_BOOTSTRAP"] = stack.kafka_bootstrap
+            _log.warning("the embedded broker is memory-only: topics and messages vanish when it stops")
+            _print_banner(stack, ephemeral=args.ephemeral)
+            _migrate(stack.database_url)
+            _log.info("database schema is at head; starting the service")
+            log_format = os.environ.get("TICKETS_LOG_FORMAT", "console")
+            settings = load_settings(
+                database_url=stack.database_url, kafka_bootstrap=stack.kafka_bootstrap, log_format=log_format
+            )
+            try:
+                _run_service(settings)
+            finally:
+                _interrupt_on_sigterm()  # asyncio.run resets the handlers it installed
+                _log.info("stopping the broker, then PostgreSQL ...")
+    except PortInUse as exc:
+        sys.exit(f"tickets dev: {exc}; is another broker running? Pick a port with --kafka-port.")
+    except KeyboardInterrupt:
+        _log.info("interrupted")
+    _log.info("embedded stack stopped")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tickets", description="The ticket service.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", help="run the service (settings from TICKETS_* variables)").set_defaults(
+        handler=cmd_run
+    )
+    commands.add_parser("migrate", help="upgrade the database schema to head").set_defaults(handler=cmd_migrate)
+    topics = commands.add_parser("topics", help="create every missing topic")
+    topics.add_argument("--partitions", type=int, default=8)
+    topics.add_argument("--replication-factor", type=int, default=1)
+    topics.set_defaults(handler=cmd_topics)
+    dev = commands.add_parser("dev", help="run the service on an embedded PostgreSQL and Kafka-compatible broker")
+    dev.add_argument("--data-dir", help="where PostgreSQL keeps its data (default: TICKETS_DATA_DIR or .data)")
+    dev.add_argument("--ephemeral", action="store_true", help="throw the database away on exit")
+    dev.add_argument("--kafka-port", type=int, default=9092, help="broker port on 127.0.0.1 (default 9092)")
+    dev.set_defaults(handler=cmd_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=load_settings().log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()
