@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
     broker = TicketBroker(
         settings.kafka_bootstrap, apply_types=False, graceful_timeout=30.0,
         client_id=f"ticket-service-{settings.instance_id}", log_level=logging.DEBUG,
+        max_request_size=settings.producer_max_request_bytes,
     )
     rt = Runtime(settings, broker, Metrics(), ActorResolver(settings.auth_mode, settings.auth_jwt_secret))
     broker.include_router(command_router(rt))
@@ -152,4 +153,4 @@ async def run_service(settings: Settings | None = None) -> None:
 
 def docs_app() -> FastStream:
     """Factory for `faststream docs gen --factory service.app:docs_app`."""
-    return create_app(load_settings(check_schema_on_start=False))[0]
+    return create_app(load_settings(check_schema_on_start=False, kafka_bootstrap="localhost:9092"))[0]

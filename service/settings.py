@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(200, description="Most commands handled in one transaction.")
     batch_timeout_ms: int = Field(100, description="How long one poll for a batch waits.")
     max_message_bytes: int = Field(1_048_576, description="Larger input messages go to the DLQ.")
+    producer_max_request_bytes: int = Field(
+        16 * 1_048_576, description="Producer request limit; large enough to dead-letter over-size input unchanged."
+    )
     relay_batch_size: int = Field(500, description="Most outbox rows the relay publishes per round.")
     relay_poll_interval_s: float = Field(1.0, description="Relay polling fallback when no NOTIFY arrives.")
     heartbeat_interval_s: float = Field(15.0, description="Seconds between heartbeats on tickets.ops.v1.")

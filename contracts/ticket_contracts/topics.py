@@ -32,3 +32,5 @@ DLQ_HEADER_SOURCE_TOPIC = "dlq.source.topic"
 DLQ_HEADER_SOURCE_PARTITION = "dlq.source.partition"
 DLQ_HEADER_SOURCE_OFFSET = "dlq.source.offset"
 DLQ_HEADER_FAILED_AT = "dlq.failed_at"
+#: Set when the original value was too large even for the dead-letter topic and was dropped.
+DLQ_HEADER_PAYLOAD_DROPPED = "dlq.payload_dropped"

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from service.logging import get_logger
@@ -36,7 +36,9 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, DBAPIError):
         return bool(error.connection_invalidated) or isinstance(error.orig.__cause__, _TRANSIENT_PG) or \
             isinstance(error.orig, _TRANSIENT_PG)
-    return isinstance(error, (*_TRANSIENT_PG, OSError, TimeoutError, ConnectionError, KafkaError))
+    if isinstance(error, KafkaError):
+        return bool(error.retriable) or isinstance(error, (KafkaConnectionError, KafkaTimeoutError))
+    return isinstance(error, (*_TRANSIENT_PG, OSError, TimeoutError, ConnectionError))
 
 
 async def retry_transient(

@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.errors import MessageSizeTooLargeError
 from faststream.kafka import KafkaBroker
 from ticket_contracts import topics
 
@@ -28,7 +29,7 @@ class DeadLetters:
         await self.send_many([(record, error_class, error_message)])
 
     async def send_many(self, letters: list[tuple[Any, str, str]]) -> None:
-        futures = []
+        sends = []
         for record, error_class, error_message in letters:
             headers = headers_of(record) | {
                 topics.DLQ_HEADER_ERROR_CLASS: error_class,
@@ -40,9 +41,17 @@ class DeadLetters:
             }
             log.warning("dead-lettered", topic=record.topic, partition=record.partition, offset=record.offset,
                         error=error_class)
-            futures.append(await self._broker.publish(
-                record.value or b"", topics.dlq(record.topic), key=record.key, headers=headers, no_confirm=True,
-            ))
+            sends.append((record, headers, await self._publish(record, record.value or b"", headers)))
             self._metrics.count(self._metrics.dead_letters, record.topic)
-        if futures:
-            await asyncio.gather(*futures)
+        outcomes = await asyncio.gather(*(future for *_, future in sends), return_exceptions=True)
+        for (record, headers, _), outcome in zip(sends, outcomes, strict=True):
+            if isinstance(outcome, MessageSizeTooLargeError):
+                # Larger than even the DLQ producer accepts: keep the headers and say what was dropped.
+                dropped = headers | {topics.DLQ_HEADER_PAYLOAD_DROPPED: f"{len(record.value or b'')} bytes"}
+                await (await self._publish(record, b"", dropped))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _publish(self, record: Any, value: bytes, headers: dict[str, str]) -> Any:
+        return await self._broker.publish(value, topics.dlq(record.topic), key=record.key, headers=headers,
+                                          no_confirm=True)
