@@ -23,7 +23,9 @@ class Settings(BaseSettings):
     )
     database_pool_size: int = Field(8, description="Connections kept in the pool.")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
-    consumer_group: str = Field("ticket-service", description="Kafka consumer group of every instance.")
+    consumer_group: str = Field(
+        "ticket-service", description="Prefix of the consumer groups: <prefix>.commands, .queries, .user_events."
+    )
     instance_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="Identifies this instance in heartbeats and logs.",
@@ -58,3 +60,16 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def markdown_table() -> str:
+    """The configuration table of the README: ``python -m service.settings``."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = "(host name-pid)" if field.default_factory else repr(field.default)
+        lines.append(f"| `TICKETS_{name.upper()}` | `{default}` | {field.description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(markdown_table())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
@@ -106,4 +105,3 @@ def _id(record) -> str:
     return json.loads(record.value)["event_id"]
 
 
-__all__ = ["asyncio"]
