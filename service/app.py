@@ -49,7 +49,9 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
     settings = settings or load_settings()
     broker = TicketBroker(
         settings.kafka_bootstrap, apply_types=False, graceful_timeout=30.0,
-        client_id=f"ticket-service-{settings.instance_id}", log_level=logging.DEBUG,
+        client_id=f"ticket-service-{settings.instance_id}",
+        # FastStream's own lines go through our structlog set-up; per-message lines at DEBUG.
+        logger=logging.getLogger("faststream.tickets"), log_level=logging.DEBUG,
         max_request_size=settings.producer_max_request_bytes,
     )
     rt = Runtime(settings, broker, Metrics(), ActorResolver(settings.auth_mode, settings.auth_jwt_secret))

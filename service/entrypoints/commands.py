@@ -9,6 +9,7 @@ at-most-once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -64,7 +65,7 @@ def command_router(rt: Runtime) -> KafkaRouter:
                    for record, o in zip(sources, outcomes, strict=True) if o.status == "failed"]
         await retry_transient(lambda: _send_out(rt, dead_letters, dead + crashed, outcomes), what="publish",
                               initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s)
-        _account(rt, outcomes, len(records), time.perf_counter() - started)
+        _account(rt, items, outcomes, len(records), time.perf_counter() - started)
 
     return router
 
@@ -111,9 +112,19 @@ async def _send_out(rt: Runtime, dead_letters: DeadLetters, dead: list[tuple[Any
         await asyncio.gather(*futures)
 
 
-def _account(rt: Runtime, outcomes: list[Outcome], size: int, seconds: float) -> None:
+def _account(rt: Runtime, items: list[Incoming], outcomes: list[Outcome], size: int, seconds: float) -> None:
+    """Metrics, and one log line per command: ids only, never bodies or tokens."""
     m = rt.metrics
-    for o in outcomes:
+    debug = log.isEnabledFor(logging.DEBUG)
+    for item, o in zip(items, outcomes, strict=True):
         m.count(m.commands, o.status)
+        if o.status == "accepted" and not debug:
+            continue
+        (log.debug if o.status == "accepted" else log.info)(
+            "command handled", outcome=o.status, reason=o.reason, command_type=item.command_type,
+            message_id=str(item.message_id), correlation_id=str(item.correlation_id),
+            ticket_id=str(o.ticket_id) if o.ticket_id else None,
+            actor_id=str(item.actor.user_id) if item.actor else None,
+        )
     m.batch_seconds.observe(seconds)
     m.batch_size.observe(size)
