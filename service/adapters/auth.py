@@ -18,8 +18,8 @@ from service.domain.values import Actor, Role
 
 class ActorResolver:
     def __init__(self, mode: str, secret: str = "") -> None:
-        if mode == "jwt" and not secret:
-            raise ValueError("TICKETS_AUTH_JWT_SECRET is required when TICKETS_AUTH_MODE=jwt")
+        if mode == "jwt" and len(secret.encode()) < 32:
+            raise ValueError("TICKETS_AUTH_JWT_SECRET of at least 32 bytes is required when TICKETS_AUTH_MODE=jwt")
         self.mode = mode
         self._secret = secret
 
