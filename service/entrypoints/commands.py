@@ -115,7 +115,7 @@ async def _send_out(rt: Runtime, dead_letters: DeadLetters, dead: list[tuple[Any
 def _account(rt: Runtime, items: list[Incoming], outcomes: list[Outcome], size: int, seconds: float) -> None:
     """Metrics, and one log line per command: ids only, never bodies or tokens."""
     m = rt.metrics
-    debug = log.isEnabledFor(logging.DEBUG)
+    debug = logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
     for item, o in zip(items, outcomes, strict=True):
         m.count(m.commands, o.status)
         if o.status == "accepted" and not debug:

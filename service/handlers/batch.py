@@ -90,18 +90,20 @@ async def _run(
 ) -> Outcome:
     if item.invalid is not None or ctx is None or item.command is None:
         return _finish(item, uow, now=_now(ctx), reason=item.invalid_reason, message=item.invalid or "invalid")
-    before = _copy(uow.get(item.ticket_id) if item.ticket_id else None)
+    watched = _Watched(uow)
     try:
-        ticket = await _HANDLERS[item.command_type](item.command, ctx, uow)
+        ticket = await _HANDLERS[item.command_type](item.command, ctx, watched)
     except DomainError as error:
         return _finish(item, uow, now=ctx.now, reason=error.code, message=error.message)
     except AlreadyIngested as again:
         first = done.get(again.command_id) or await _stored(uow, again.command_id)
         return _finish(item, uow, now=ctx.now, copy_of=first)
     except Exception as error:  # a bug or a database fault: undo in memory, let the caller decide
-        uow.undo(item.ticket_id, before, item.message_id)
-        if before is not None and item.ticket_id in touched:
-            touched[item.ticket_id] = before
+        uow.undo(None, None, item.message_id)  # its email rows
+        for ticket_id, before in watched.before.items():  # every ticket it loaded or added, not just item's
+            uow.undo(ticket_id, before, item.message_id)
+            if before is not None and ticket_id in touched:
+                touched[ticket_id] = before
         return Outcome(item.message_id, None, item.reply_to, item.ticket_id, "failed", error=error)
     events = ticket.take_events()
     uow.record_events([_event_row(e, item, ctx) for e in events])
@@ -118,14 +120,15 @@ def _finish(
 ) -> Outcome:
     """Build the result, record it in the inbox, and return the outcome."""
     ticket_id = ticket_id or item.ticket_id
-    if copy_of is not None and copy_of.result is not None:
-        result, reason = copy_of.result, copy_of.reason
-    else:
-        result = result_json(
-            message_id=uuid.uuid4(), command_id=item.message_id, command_type=item.command_type,
-            correlation_id=item.correlation_id, actor=item.actor, ticket_id=ticket_id, sent_at=now,
-            event_ids=event_ids, ticket_version=version, reason=reason, message=message,
-        )
+    if copy_of is not None and copy_of.result is not None:  # the same outcome, addressed to this command
+        first = json.loads(copy_of.result)
+        ticket_id, reason, message = _uuid(first["ticket_id"]), first["reason"], first["message"]
+        event_ids, version = [uuid.UUID(e) for e in first["event_ids"]], first["ticket_version"]
+    result = result_json(
+        message_id=uuid.uuid4(), command_id=item.message_id, command_type=item.command_type,
+        correlation_id=item.correlation_id, actor=item.actor, ticket_id=ticket_id, sent_at=now,
+        event_ids=event_ids, ticket_version=version, reason=reason, message=message,
+    )
     status = "rejected" if reason else "accepted"
     uow.record_processed({
         "message_id": item.message_id, "command_type": item.command_type, "ticket_id": ticket_id,
@@ -146,8 +149,36 @@ def _event_row(event: Any, item: Incoming, ctx: CommandContext) -> dict[str, Any
     return {
         "event_id": event.event_id, "ticket_id": event.ticket_id, "ticket_version": event.version,
         "type": event.type, "internal": event.internal, "occurred_at": event.occurred_at,
-        "body": event_json(event, ctx.actor, item.correlation_id, item.message_id),
+        "body": event_json(event, ctx.on_behalf_of or ctx.actor, item.correlation_id, item.message_id),
     }
+
+
+class _Watched:
+    """The unit of work as one handler sees it: keeps a copy of every ticket as it was before the
+    handler first got it (None for one it adds), so that a crash can be undone in memory — also
+    for handlers whose ticket is not the command's ``ticket_id`` (``ticket.ingest_email``)."""
+
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self._uow = uow
+        self.before: dict[uuid.UUID, Ticket | None] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._uow, name)
+
+    def get(self, ticket_id: uuid.UUID) -> Ticket | None:
+        return self._watch(ticket_id, self._uow.get(ticket_id))
+
+    async def load(self, ticket_id: uuid.UUID) -> Ticket | None:
+        return self._watch(ticket_id, await self._uow.load(ticket_id))
+
+    def add(self, ticket: Ticket) -> None:
+        self.before.setdefault(ticket.id, None)
+        self._uow.add(ticket)
+
+    def _watch(self, ticket_id: uuid.UUID, ticket: Ticket | None) -> Ticket | None:
+        if ticket_id not in self.before:
+            self.before[ticket_id] = _copy(ticket)
+        return ticket
 
 
 def _copy(ticket: Ticket | None) -> Ticket | None:
@@ -158,3 +189,5 @@ def _now(ctx: CommandContext | None) -> datetime:
     return ctx.now if ctx else datetime.now(UTC)
 
 
+def _uuid(value: str | None) -> uuid.UUID | None:
+    return uuid.UUID(value) if value else None

@@ -20,6 +20,9 @@ class CommandContext:
     now: datetime
     message_id: uuid.UUID
     users: dict[uuid.UUID, DirectoryUser] = field(default_factory=dict)
+    #: The actor the command's events name when the sender acts for someone: the email
+    #: gateway (a system actor) for the customer who wrote the mail. None: ``actor`` itself.
+    on_behalf_of: Actor | None = None
 
 
 class UnitOfWork(Protocol):

@@ -1,0 +1,326 @@
+"""An in-memory unit of work for the command side, and builders for seeding it and for commands.
+
+``FakeUnitOfWork`` offers what :func:`service.handlers.batch.handle_batch` and the handlers use
+from :class:`service.adapters.unit_of_work.SqlUnitOfWork`, over dicts. Like the real one it keeps a
+batch's work in memory and writes it only in :meth:`FakeUnitOfWork.commit`; committed tickets are
+stored as rows (via the real row mapping), so no in-memory object of a batch is ever shared with
+the store and a batch that does not commit leaves nothing behind. ``commit`` enforces the unique
+keys the database enforces, and raises :class:`FakeIntegrityError` where PostgreSQL would.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from ticket_contracts import commands as c
+from ticket_contracts.envelope import Actor as ContractActor
+
+from service.adapters.rows import ticket_from_row, ticket_to_row
+from service.adapters.unit_of_work import StoredResult
+from service.domain.ticket import Ticket, format_number
+from service.domain.values import Actor, DirectoryUser, Role, Status
+from service.handlers.batch import Incoming, Outcome, handle_batch
+
+
+class FakeIntegrityError(Exception):
+    """A unique key the database would have refused; nothing of the batch is written."""
+
+
+class FakeUnitOfWork:
+    def __init__(self) -> None:
+        # committed state ("the database")
+        self.tickets: dict[uuid.UUID, dict[str, Any]] = {}
+        self.replies: dict[uuid.UUID, Any] = {}
+        self.time_entries: dict[uuid.UUID, Any] = {}
+        self.events: list[dict[str, Any]] = []
+        self.inbox: dict[uuid.UUID, dict[str, Any]] = {}
+        self.emails: dict[str, dict[str, Any]] = {}
+        self.directory: dict[uuid.UUID, DirectoryUser] = {}
+        self.commits = 0
+        self._sequence = itertools.count(1)  # like a PostgreSQL sequence: never rolled back
+        self._open = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._tickets: dict[uuid.UUID, Ticket] = {}
+        self._new: dict[uuid.UUID, Ticket] = {}
+        self._events: list[dict[str, Any]] = []
+        self._inbox: list[dict[str, Any]] = []
+        self._emails: dict[str, dict[str, Any]] = {}
+        self._numbers: list[int] = []
+
+    async def __aenter__(self) -> FakeUnitOfWork:
+        assert not self._open, "the unit of work is already open"
+        self._reset()
+        self._open = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._reset()  # whatever was not committed is gone
+        self._open = False
+
+    def _check_open(self) -> None:
+        assert self._open, "used outside `async with`"
+
+    # ---- reads ----------------------------------------------------------------------------
+    async def lock_tickets(self, ids: Iterable[uuid.UUID]) -> None:
+        self._check_open()
+        for ticket_id in sorted({i for i in ids if i not in self._tickets}):
+            if ticket_id in self.tickets:
+                self._tickets[ticket_id] = _ticket(self.tickets[ticket_id])
+
+    def get(self, ticket_id: uuid.UUID) -> Ticket | None:
+        return self._tickets.get(ticket_id)
+
+    async def load(self, ticket_id: uuid.UUID) -> Ticket | None:
+        await self.lock_tickets([ticket_id])
+        return self._tickets.get(ticket_id)
+
+    async def processed(self, message_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, StoredResult]:
+        self._check_open()
+        return {i: StoredResult(r["result"], r["reply_to"]) for i in message_ids if (r := self.inbox.get(i))}
+
+    async def result_of(self, command_id: uuid.UUID) -> StoredResult | None:
+        return (await self.processed([command_id])).get(command_id)
+
+    async def users(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, DirectoryUser]:
+        self._check_open()
+        return {i: self.directory[i] for i in set(ids) if i in self.directory}
+
+    async def user_by_email(self, email: str) -> DirectoryUser | None:
+        self._check_open()
+        matches = [u for u in self.directory.values() if u.email == email.lower()]
+        return max(matches, key=lambda u: u.active, default=None)
+
+    async def email_known(self, message_ids: Iterable[str]) -> dict[str, tuple[uuid.UUID | None, uuid.UUID]]:
+        self._check_open()
+        rows = self.emails | self._emails
+        return {i: (r["ticket_id"], r["command_id"]) for i in message_ids if (r := rows.get(i))}
+
+    async def ticket_id_by_number(self, number: str) -> uuid.UUID | None:
+        self._check_open()
+        return next((row["id"] for row in self.tickets.values() if row["number"] == number), None)
+
+    async def reserve_numbers(self, count: int) -> None:
+        self._check_open()
+        self._numbers.extend(next(self._sequence) for _ in range(max(count, 0)))
+
+    async def next_number(self) -> int:
+        if not self._numbers:
+            await self.reserve_numbers(1)
+        return self._numbers.pop(0)
+
+    # ---- writes ---------------------------------------------------------------------------
+    def add(self, ticket: Ticket) -> None:
+        self._tickets[ticket.id] = ticket
+        self._new[ticket.id] = ticket
+
+    def undo(self, ticket_id: uuid.UUID | None, before: Ticket | None, command_id: uuid.UUID) -> None:
+        if ticket_id is not None:
+            if before is None:
+                self._tickets.pop(ticket_id, None)
+                self._new.pop(ticket_id, None)
+            else:
+                self._tickets[ticket_id] = before
+                if ticket_id in self._new:
+                    self._new[ticket_id] = before
+        self._emails = {k: v for k, v in self._emails.items() if v["command_id"] != command_id}
+
+    def record_events(self, rows: list[dict[str, Any]]) -> None:
+        self._events.extend(rows)
+
+    def record_processed(self, row: dict[str, Any]) -> None:
+        self._inbox.append(row)
+
+    def record_email(self, row: dict[str, Any]) -> None:
+        self._emails[row["message_id"]] = row
+
+    async def commit(self, touched: Iterable[Ticket]) -> None:
+        """Check every unique key first, then write everything: all or nothing."""
+        self._check_open()
+        rows, replies, entries = {}, [], []
+        for ticket in touched:
+            new_replies, new_entries = ticket.take_children()
+            replies += new_replies
+            entries += new_entries
+            rows[ticket.id] = _row(ticket)
+        self._check_unique(rows, replies, entries)
+        self.tickets.update(rows)
+        self.replies.update((r.id, r) for r in replies)
+        self.time_entries.update((e.id, e) for e in entries)
+        self.events.extend(self._events)
+        self.inbox.update((row["message_id"], row) for row in self._inbox)
+        self.emails.update(self._emails)
+        self.commits += 1
+        self._reset()
+
+    def _check_unique(self, rows: dict[uuid.UUID, dict[str, Any]], replies: list[Any], entries: list[Any]) -> None:
+        for ticket_id, row in rows.items():
+            if (ticket_id in self._new) == (ticket_id in self.tickets):
+                raise FakeIntegrityError(f"ticket {ticket_id}: insert of an existing / update of a missing row")
+        numbers = [r["number"] for r in rows.values()]
+        numbers += [r["number"] for i, r in self.tickets.items() if i not in rows]
+        versions = [(e["ticket_id"], e["ticket_version"]) for e in self.events + self._events]
+        checks = {
+            "ticket number": numbers,
+            "reply id": [*self.replies, *(r.id for r in replies)],
+            "time entry id": [*self.time_entries, *(e.id for e in entries)],
+            "event id": [e["event_id"] for e in self.events + self._events],
+            "(ticket_id, ticket_version)": versions,
+            "inbox message_id": [*self.inbox, *(r["message_id"] for r in self._inbox)],
+            "email Message-ID": [*self.emails, *self._emails],
+        }
+        for what, keys in checks.items():
+            if len(keys) != len(set(keys)):
+                raise FakeIntegrityError(f"duplicate {what}")
+
+    # ---- for assertions -------------------------------------------------------------------
+    def ticket(self, ticket_id: uuid.UUID) -> Ticket:
+        """A fresh copy of the committed ticket."""
+        return _ticket(self.tickets[ticket_id])
+
+    def event_bodies(self, ticket_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
+        """Committed events (as published), in commit order, optionally of one ticket."""
+        return [json.loads(e["body"]) for e in self.events if ticket_id in (None, e["ticket_id"])]
+
+    def result(self, message_id: uuid.UUID | str) -> dict[str, Any]:
+        """The committed result (from the inbox) of a command, as a dict."""
+        return json.loads(self.inbox[uuid.UUID(str(message_id))]["result"])
+
+
+def _row(ticket: Ticket) -> dict[str, Any]:
+    return {**ticket_to_row(ticket), "tags": list(ticket.tags)}
+
+
+def _ticket(row: dict[str, Any]) -> Ticket:
+    return ticket_from_row(SimpleNamespace(_mapping=row))
+
+
+# ---- seeding ------------------------------------------------------------------------------
+SEEDED_AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+CUSTOMER_A = uuid.UUID("00000000-0000-4000-8000-00000000000a")
+CUSTOMER_B = uuid.UUID("00000000-0000-4000-8000-00000000000b")
+
+
+def seed_ticket(
+    uow: FakeUnitOfWork, status: Status = Status.OPEN, *, customer_id: uuid.UUID = CUSTOMER_A,
+    deleted: bool = False, version: int = 1, **fields: Any,
+) -> Ticket:
+    """Store a committed ticket in ``status`` with timestamps consistent with it; return a copy."""
+    ticket_id = fields.pop("id", None) or uuid.uuid4()
+    ticket = Ticket(
+        id=ticket_id, number=format_number(next(uow._sequence)), customer_id=customer_id,
+        created_by=uuid.uuid4(), title="Printer on fire", description="It is on fire.", status=status,
+        priority="normal", channel="web", created_at=SEEDED_AT, updated_at=SEEDED_AT,
+        status_changed_at=SEEDED_AT, version=version,
+    )
+    later = SEEDED_AT + timedelta(hours=1)
+    if status is not Status.NEW:
+        ticket.first_response_at = later
+    if status is Status.RESOLVED:
+        ticket.resolved_at = later
+    if status is Status.CLOSED:
+        ticket.closed_at = later
+    if deleted:
+        ticket.deleted_at = later
+    for name, value in fields.items():
+        setattr(ticket, name, value)
+    uow.tickets[ticket.id] = _row(ticket)
+    return uow.ticket(ticket.id)
+
+
+def seed_user(
+    uow: FakeUnitOfWork, role: Role, *, active: bool = True, customer_id: uuid.UUID | None = None,
+    email: str | None = None, user_id: uuid.UUID | None = None,
+) -> DirectoryUser:
+    user_id = user_id or uuid.uuid4()
+    if role is Role.CUSTOMER and customer_id is None:
+        customer_id = CUSTOMER_A
+    user = DirectoryUser(user_id, (email or f"{user_id.hex[:8]}@example.com").lower(), role, customer_id, active)
+    uow.directory[user_id] = user
+    return user
+
+
+# ---- actors, commands, batches ------------------------------------------------------------
+def customer(customer_id: uuid.UUID = CUSTOMER_A) -> ContractActor:
+    return ContractActor(user_id=uuid.uuid4(), role="customer", customer_id=customer_id)
+
+
+def agent() -> ContractActor:
+    return ContractActor(user_id=uuid.uuid4(), role="agent")
+
+
+def admin() -> ContractActor:
+    return ContractActor(user_id=uuid.uuid4(), role="admin")
+
+
+def system() -> ContractActor:
+    return ContractActor(user_id=uuid.uuid4(), role="system")
+
+
+def incoming(command: c.CommandBase, *, reply_to: str | None = None) -> Incoming:
+    """The command as the entrypoint hands it over in development (``trust``) mode."""
+    a = command.actor
+    return Incoming(
+        message_id=command.message_id, command_type=command.type,
+        correlation_id=command.correlation_id or command.message_id, reply_to=reply_to,
+        actor=Actor(a.user_id, Role(a.role.value), a.customer_id),
+        ticket_id=getattr(command.payload, "ticket_id", None), command=command,
+    )
+
+
+def create(actor: ContractActor, ticket_id: uuid.UUID | None = None, **payload: Any) -> Incoming:
+    payload = {"title": "Printer on fire", "description": "It is on fire.", **payload}
+    return incoming(c.CreateTicket(actor=actor, payload={"ticket_id": ticket_id or uuid.uuid4(), **payload}))
+
+
+def update(actor: ContractActor, ticket_id: uuid.UUID, **fields: Any) -> Incoming:
+    return incoming(c.UpdateTicket(actor=actor, payload={"ticket_id": ticket_id, **fields}))
+
+
+def change_status(actor: ContractActor, ticket_id: uuid.UUID, status: str, reason: str | None = None,
+                  **extra: Any) -> Incoming:
+    payload = {"ticket_id": ticket_id, "status": status, "reason": reason, **extra}
+    return incoming(c.ChangeStatus(actor=actor, payload=payload))
+
+
+def assign(actor: ContractActor, ticket_id: uuid.UUID, assignee_id: uuid.UUID | None, **extra: Any) -> Incoming:
+    return incoming(c.AssignTicket(actor=actor, payload={"ticket_id": ticket_id, "assignee_id": assignee_id,
+                                                         **extra}))
+
+
+def reply(actor: ContractActor, ticket_id: uuid.UUID, *, internal: bool = False, body: str = "Hello",
+          **extra: Any) -> Incoming:
+    payload = {"ticket_id": ticket_id, "reply_id": uuid.uuid4(), "body": body, "internal": internal, **extra}
+    return incoming(c.AddReply(actor=actor, payload=payload))
+
+
+def log_time(actor: ContractActor, ticket_id: uuid.UUID, minutes: int = 15, **extra: Any) -> Incoming:
+    payload = {"ticket_id": ticket_id, "entry_id": uuid.uuid4(), "minutes": minutes, **extra}
+    return incoming(c.LogTime(actor=actor, payload=payload))
+
+
+def delete(actor: ContractActor, ticket_id: uuid.UUID, reason: str = "spam", **extra: Any) -> Incoming:
+    return incoming(c.DeleteTicket(actor=actor, payload={"ticket_id": ticket_id, "reason": reason, **extra}))
+
+
+def restore(actor: ContractActor, ticket_id: uuid.UUID, **extra: Any) -> Incoming:
+    return incoming(c.RestoreTicket(actor=actor, payload={"ticket_id": ticket_id, **extra}))
+
+
+async def run(uow: FakeUnitOfWork, *items: Incoming) -> list[Outcome]:
+    """One batch through the real batch handler."""
+    return await handle_batch(list(items), uow)  # type: ignore[arg-type]
+
+
+async def run_one(uow: FakeUnitOfWork, item: Incoming) -> dict[str, Any]:
+    """One command in its own batch; its result JSON as a dict."""
+    [outcome] = await run(uow, item)
+    assert outcome.result is not None, f"the command failed unexpectedly: {outcome.error!r}"
+    return json.loads(outcome.result)
