@@ -15,7 +15,7 @@ from typing import Any
 
 from faststream.kafka import KafkaRouter
 from faststream.middlewares import AckPolicy
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from ticket_contracts import topics
 from ticket_contracts.commands import Command
 
@@ -82,8 +82,9 @@ async def _handle(rt: Runtime, items: list[Incoming]) -> list[Outcome]:
 
     try:
         return await attempt(items)
-    except IntegrityError:
-        log.warning("batch hit a constraint, handling its commands one by one", size=len(items))
+    except DBAPIError as error:  # not transient (those were retried): find the command that causes it
+        log.warning("batch failed in the database, handling its commands one by one", size=len(items),
+                    error=type(error.orig).__name__)
     outcomes = []
     for item in items:
         try:
@@ -94,6 +95,8 @@ async def _handle(rt: Runtime, items: list[Incoming]) -> list[Outcome]:
             except IntegrityError:
                 item.invalid, item.invalid_reason = CONFLICT_MESSAGE, "conflict"
                 outcomes.extend(await attempt([item]))
+        except DBAPIError as error:  # e.g. text PostgreSQL cannot store: this one command is poison
+            outcomes.append(Outcome(item.message_id, None, item.reply_to, item.ticket_id, "failed", error=error))
     return outcomes
 
 

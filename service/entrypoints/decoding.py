@@ -8,6 +8,7 @@ tell a message that can never be processed (→ DLQ) from a decodable but invali
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,11 @@ from ticket_contracts.topics import HEADER_CORRELATION_ID, HEADER_REPLY_TO
 from service.adapters.auth import ActorResolver
 from service.domain.errors import DomainError
 from service.handlers.batch import Incoming
+
+
+#: An escaped NUL (``\u0000``) that is not itself an escaped backslash followed by "u0000".
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+NUL_MESSAGE = "text fields must not contain NUL characters (\\u0000)"
 
 
 @dataclass(slots=True)
@@ -57,6 +63,10 @@ def decode_command(record: Any, resolver: ActorResolver, max_bytes: int) -> Inco
         actor = resolver.resolve(command.actor, command.actor_token)
     except DomainError as denied:
         return _incoming(command.model_dump(mode="json"), headers, command.actor, denied.message, denied.code)
+    if _NUL.search(value) and command.type != "ticket.ingest_email":  # the gateway's mail is cleaned instead
+        invalid = _incoming(command.model_dump(mode="json"), headers, None, NUL_MESSAGE, "validation_error")
+        invalid.actor = actor
+        return invalid
     return Incoming(
         message_id=command.message_id, command_type=command.type,
         correlation_id=command.correlation_id or _header_uuid(headers) or command.message_id,

@@ -105,3 +105,19 @@ def _id(record) -> str:
     return json.loads(record.value)["event_id"]
 
 
+
+
+async def test_text_postgresql_cannot_store_is_a_validation_error_not_a_jammed_consumer(
+    client: TicketClient,
+) -> None:
+    actor = Actor(user_id=uuid.uuid4(), role="customer", customer_id=uuid.uuid4())
+    ticket_id = new_id()
+    nul = CreateTicket(actor=actor, payload={"ticket_id": ticket_id, "title": "NUL", "description": "a\x00b"})
+
+    rejected = await client.send(nul)
+    accepted = await client.send(CreateTicket(actor=actor, payload={"ticket_id": ticket_id, "title": "ok",
+                                                                    "description": "fine"}))
+
+    assert (rejected.status, rejected.reason) == ("rejected", "validation_error")
+    assert "NUL" in (rejected.message or "") and rejected.actor is not None
+    assert accepted.status == "accepted"
