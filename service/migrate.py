@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -35,7 +36,7 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config("postgresql+asyncpg://unused/")).get_current_head()
+    return _scripts().get_current_head()
 
 
 class SchemaNotAtHead(RuntimeError):
@@ -43,11 +44,23 @@ class SchemaNotAtHead(RuntimeError):
 
 
 async def check_schema_at_head(engine: AsyncEngine) -> None:
-    """Refuse to run against a database whose schema is not at the newest migration."""
+    """Refuse to run against a database whose schema is older than this code's newest migration.
+
+    A schema *newer* than the code (a revision this code does not know) is accepted with a warning:
+    during a rolling deploy the new version migrates first while old instances still run, which is
+    safe because migrations are written expand-then-contract (see docs/operations.md)."""
     async with engine.connect() as conn:
         current = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
     head = head_revision()
-    if current != head:
+    if current == head:
+        return
+    known = {rev.revision for rev in _scripts().walk_revisions()}
+    if current is None or current in known:
         raise SchemaNotAtHead(
             f"database schema is at {current or 'nothing'}, this service needs {head}: run `tickets migrate` first"
         )
+    logging.getLogger(__name__).warning("database schema %s is newer than this code's %s", current, head)
+
+
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("postgresql+asyncpg://unused/"))

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    TypeAdapter,
+    model_serializer,
+    model_validator,
+)
 
 from .envelope import Request
 from .model import (
@@ -63,6 +73,13 @@ class UpdateTicketPayload(TicketPayload):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
+
+    @model_serializer(mode="wrap")
+    def _only_fields_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Serialise only the fields that were given: an absent field keeps its value, while an
+        explicit ``category_id: null`` clears it — so the two must not look alike on the wire."""
+        data = handler(self)
+        return {k: v for k, v in data.items() if k == "ticket_id" or k in self.model_fields_set}
 
     def changed_fields(self) -> dict[str, object]:
         names = ("title", "description", "priority", "category_id", "tags")

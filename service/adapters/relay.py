@@ -82,6 +82,7 @@ class OutboxRelay:
                     except TimeoutError:
                         self._metrics.outbox_backlog.set(await conn.fetchval(BACKLOG_SQL))
         finally:
+            self._set_active(False)  # now, not after the back-off: the lock goes with the connection
             await _close(conn)
 
     async def _round(self, conn: asyncpg.Connection) -> int:
@@ -92,25 +93,47 @@ class OutboxRelay:
             self._metrics.published.labels("event").inc(len(events))
         results = await conn.fetch(_RESULTS, self._batch)
         if results:
-            out = [(r["result"], topics.COMMAND_RESULTS, r["ticket_id"]) for r in results]
-            out += [(r["result"], r["reply_to"], r["ticket_id"]) for r in results if r["reply_to"]]
-            await self._send(out)
+            replies = [(r["result"], r["reply_to"], r["ticket_id"]) for r in results if r["reply_to"]]
+            await self._send([(r["result"], topics.COMMAND_RESULTS, r["ticket_id"]) for r in results], replies)
             await conn.execute(_MARK_RESULTS, [r["seq"] for r in results])
             self._metrics.published.labels("result").inc(len(results))
         return max(len(events), len(results))
 
-    async def _send(self, messages: list[tuple[str, str, Any]]) -> None:
-        futures = [
-            await self._publish(body.encode(), topic, str(key).encode() if key else None)
-            for body, topic, key in messages
-        ]
+    async def _send(self, messages: list[tuple[str, str, Any]],
+                    best_effort: list[tuple[str, str, Any]] | None = None) -> None:
+        """Publish ``messages`` and await every acknowledgement; any failure raises (and is retried).
+
+        ``best_effort`` copies go to client-named ``reply_to`` topics. One the broker refuses (missing,
+        invalid name) is logged and skipped: retried, it would hold back every later result for ever.
+        The result itself is on the results topic by then."""
+        futures = [await self._publish(body.encode(), topic, _key(key)) for body, topic, key in messages]
+        copies = [(topic, await _attempt(self._publish(body.encode(), topic, _key(key))))
+                  for body, topic, key in best_effort or []]
         await asyncio.gather(*futures)
+        for topic, copy in copies:
+            if not isinstance(copy, Exception):
+                copy = await _attempt(copy)
+            if isinstance(copy, Exception):
+                log.warning("result not delivered to its reply_to topic", reply_to=topic[:249],
+                            error=type(copy).__name__)
 
     def _set_active(self, active: bool) -> None:
         self.active = active
         self._metrics.relay_active.set(1 if active else 0)
         if self._on_active:
             self._on_active(active)
+
+
+def _key(key: Any) -> bytes | None:
+    return str(key).encode() if key else None
+
+
+async def _attempt(awaitable: Awaitable[Any]) -> Any:
+    """The awaitable's value, or the exception it raised."""
+    try:
+        return await awaitable
+    except Exception as error:
+        return error
 
 
 async def _close(conn: asyncpg.Connection) -> None:

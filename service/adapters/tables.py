@@ -69,6 +69,18 @@ tickets = Table(
     Column("email_message_id", Text),
 )
 
+# Query-side indexes (SPEC §9; migration a2fdac6c3948). Sort keys end in ``id`` for keyset paging;
+# partial on live tickets, which are all anyone but an admin ever reads.
+_LIVE = text("deleted_at IS NULL")
+Index("ix_tickets_created", tickets.c.created_at, tickets.c.id, postgresql_where=_LIVE)
+Index("ix_tickets_updated", tickets.c.updated_at, tickets.c.id, postgresql_where=_LIVE)
+Index("ix_tickets_priority", tickets.c.priority_rank, tickets.c.created_at, tickets.c.id, postgresql_where=_LIVE)
+Index("ix_tickets_customer_created", tickets.c.customer_id, tickets.c.created_at, tickets.c.id, postgresql_where=_LIVE)
+Index("ix_tickets_assignee_created", tickets.c.assignee_id, tickets.c.created_at, tickets.c.id, postgresql_where=_LIVE)
+Index("ix_tickets_status_created", tickets.c.status, tickets.c.created_at, tickets.c.id, postgresql_where=_LIVE)
+Index("ix_tickets_category_created", tickets.c.category_id, tickets.c.created_at, tickets.c.id, postgresql_where=_LIVE)
+Index("ix_tickets_title_trgm", tickets.c.title, postgresql_using="gin", postgresql_ops={"title": "gin_trgm_ops"})
+
 replies = Table(
     "replies",
     metadata,

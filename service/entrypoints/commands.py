@@ -102,17 +102,22 @@ async def _handle(rt: Runtime, items: list[Incoming]) -> list[Outcome]:
 
 async def _send_out(rt: Runtime, dead_letters: DeadLetters, dead: list[tuple[Any, str, str]],
                     outcomes: list[Outcome]) -> None:
-    futures = []
+    """Dead letters and the re-sent results of duplicates; the reply_to copies are best effort,
+    like the relay's: a client's topic that the broker refuses must not stall the partition."""
+    futures, copies = [], []
     for o in outcomes:
         if o.status != "duplicate" or o.result is None:
             continue
         key = str(o.ticket_id).encode() if o.ticket_id else None
         futures.append(await rt.broker.publish(o.result.encode(), topics.COMMAND_RESULTS, key=key, no_confirm=True))
         if o.reply_to:
-            futures.append(await rt.broker.publish(o.result.encode(), o.reply_to, key=key, no_confirm=True))
+            copies.append(rt.broker.publish(o.result.encode(), o.reply_to, key=key))
     await dead_letters.send_many(dead)
     if futures:
         await asyncio.gather(*futures)
+    for topic_error in await asyncio.gather(*copies, return_exceptions=True):
+        if isinstance(topic_error, Exception):
+            log.warning("re-sent result not delivered to its reply_to topic", error=type(topic_error).__name__)
 
 
 def _account(rt: Runtime, items: list[Incoming], outcomes: list[Outcome], size: int, seconds: float) -> None:

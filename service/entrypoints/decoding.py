@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from ticket_contracts.commands import COMMAND_TYPES, command_adapter
 from ticket_contracts.envelope import Actor as ContractActor
+from ticket_contracts import topics
 from ticket_contracts.topics import HEADER_CORRELATION_ID, HEADER_REPLY_TO
 
 from service.adapters.auth import ActorResolver
@@ -25,6 +26,19 @@ from service.handlers.batch import Incoming
 
 #: An escaped NUL (``\u0000``) that is not itself an escaped backslash followed by "u0000".
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+#: Results never go to the service's own topics through reply_to: a forged header must not inject.
+_OWN_TOPICS = frozenset(topics.ALL_TOPICS)
+BAD_REPLY_TO = "reply_to is not a valid topic name, or names one of the ticket service's own topics"
+
+
+def reply_topic_problem(reply_to: str) -> str | None:
+    """Why ``reply_to`` cannot be answered to, or None when it can."""
+    if not _TOPIC_NAME.match(reply_to) or reply_to in (".", "..") or reply_to in _OWN_TOPICS:
+        return BAD_REPLY_TO
+    return None
+
+
 NUL_MESSAGE = "text fields must not contain NUL characters (\\u0000)"
 
 
@@ -63,8 +77,13 @@ def decode_command(record: Any, resolver: ActorResolver, max_bytes: int) -> Inco
         actor = resolver.resolve(command.actor, command.actor_token)
     except DomainError as denied:
         return _incoming(command.model_dump(mode="json"), headers, command.actor, denied.message, denied.code)
+    problem = None
     if _NUL.search(value) and command.type != "ticket.ingest_email":  # the gateway's mail is cleaned instead
-        invalid = _incoming(command.model_dump(mode="json"), headers, None, NUL_MESSAGE, "validation_error")
+        problem = NUL_MESSAGE
+    elif headers.get(HEADER_REPLY_TO) and reply_topic_problem(headers[HEADER_REPLY_TO]):
+        problem = BAD_REPLY_TO
+    if problem:
+        invalid = _incoming(command.model_dump(mode="json"), headers, None, problem, "validation_error")
         invalid.actor = actor
         return invalid
     return Incoming(
@@ -106,9 +125,14 @@ def _incoming(raw: dict[str, Any], headers: dict[str, str], asserted: Any, messa
     return Incoming(
         message_id=message_id, command_type=str(raw["type"]),
         correlation_id=_uuid(raw.get("correlation_id")) or _header_uuid(headers) or message_id,
-        reply_to=headers.get(HEADER_REPLY_TO) or None, actor=None,
+        reply_to=_usable_reply_to(headers), actor=None,
         ticket_id=_uuid(payload.get("ticket_id")), invalid=message, invalid_reason=reason,
     )
+
+
+def _usable_reply_to(headers: dict[str, str]) -> str | None:
+    reply_to = headers.get(HEADER_REPLY_TO)
+    return reply_to if reply_to and not reply_topic_problem(reply_to) else None
 
 
 def _uuid(value: Any) -> uuid.UUID | None:

@@ -1,0 +1,370 @@
+"""The outbox relay on real PostgreSQL and a real broker: committed history and results go out
+in order, are marked only once acknowledged, survive broker outages and relay failover, and
+nothing of a rolled-back transaction ever leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from faststream.kafka import KafkaBroker
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from ticket_contracts import AddReply, ChangeStatus, CreateTicket, LogTime, UpdateTicket, new_id, topics
+
+from service.adapters import tables as t
+from service.adapters.relay import RELAY_LOCK_KEY, OutboxRelay
+from service.adapters.unit_of_work import SqlUnitOfWork
+from service.app import _asyncpg_dsn, _publisher
+from service.handlers.batch import Outcome, handle_batch
+from service.metrics import Metrics
+from tests.support.infra import fresh_topics
+from tests.support.streams import TopicReader
+from tests.support.waiting import eventually
+
+from .uow_helpers import HeldUnitOfWork, InjectedFailure, count, counts, customer, incoming, migrated_engine, staff
+
+REPLIES = "tickets.replies.relay-test"
+
+
+@pytest.fixture
+async def engine(database_server_url: str) -> AsyncIterator[AsyncEngine]:
+    async with migrated_engine(database_server_url) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module")
+async def broker(kafka_bootstrap: str) -> AsyncIterator[KafkaBroker]:
+    broker = KafkaBroker(kafka_bootstrap)
+    await broker.start()
+    yield broker
+    await broker.stop()
+
+
+@pytest.fixture(scope="module")
+async def reply_topic(kafka_bootstrap: str) -> str:
+    return (await fresh_topics(kafka_bootstrap, [REPLIES], partitions=1))[REPLIES]
+
+
+@pytest.fixture(scope="module")
+async def reader(kafka_bootstrap: str, reply_topic: str) -> AsyncIterator[TopicReader]:
+    """Everything on the relay's topics; each test's tickets have fresh ids, so keys tell them apart."""
+    reader = await TopicReader(kafka_bootstrap, topics.EVENTS, topics.COMMAND_RESULTS, reply_topic).start()
+    yield reader
+    await reader.stop()
+
+
+class Publish:
+    """The real publish function of the service, with a switchable outage in front of it.
+
+    ``up``: publish and acknowledge; ``down``: the call raises (no connection); ``no_ack`` for
+    some topics: the message is never sent and its acknowledgement fails; ``hold``: the
+    acknowledgement waits until ``up`` again (or for ever, if the relay is stopped first)."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self._publish = _publisher(broker)
+        self.mode = "up"
+        self.no_ack_topics: set[str] = set()
+        self.calls: list[tuple[str, bytes | None]] = []
+        self.acked: list[tuple[str, bytes | None, bytes]] = []
+        self.failures = 0
+        self._up = asyncio.Event()
+        self._up.set()
+
+    def set(self, mode: str, *, no_ack_topics: frozenset[str] = frozenset()) -> None:
+        self.mode, self.no_ack_topics = mode, set(no_ack_topics)
+        (self._up.clear if mode == "hold" else self._up.set)()
+
+    async def __call__(self, value: bytes, topic: str, key: bytes | None) -> Any:
+        self.calls.append((topic, key))
+        if self.mode == "down":
+            self.failures += 1
+            raise KafkaConnectionError("broker unreachable (injected)")
+        if self.mode == "no_ack" and topic in self.no_ack_topics:
+            return self._fail()
+        return self._acknowledged(value, topic, key)
+
+    async def _fail(self) -> None:
+        self.failures += 1
+        raise KafkaTimeoutError("no acknowledgement (injected)")
+
+    async def _acknowledged(self, value: bytes, topic: str, key: bytes | None) -> None:
+        await self._up.wait()
+        await (await self._publish(value, topic, key))
+        self.acked.append((topic, key, value))
+
+    def acked_keys(self, topic: str) -> set[bytes | None]:
+        return {k for tp, k, _ in self.acked if tp == topic}
+
+
+class Running:
+    """A relay task, its publish function and the history of its ``on_active`` calls."""
+
+    def __init__(self, relay: OutboxRelay, task: asyncio.Task[None], publish: Publish, history: list[bool]) -> None:
+        self.relay, self.task, self.publish, self.history = relay, task, publish, history
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def relaying(
+    engine: AsyncEngine, publish: Publish, *, poll: float = 0.2, batch: int = 500,
+) -> AsyncIterator[Running]:
+    dsn = _asyncpg_dsn(engine.url.render_as_string(hide_password=False))
+    history: list[bool] = []
+    relay = OutboxRelay(dsn, publish, Metrics(), batch_size=batch, poll_interval_s=poll, retry_max_s=0.5,
+                        on_active=history.append)
+    running = Running(relay, asyncio.create_task(relay.run()), publish, history)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+# ---- writing and reading the outbox ---------------------------------------------------------
+async def _handle(engine: AsyncEngine, *commands: Any, reply_to: str | None = None) -> list[Outcome]:
+    outcomes = await handle_batch([incoming(c, reply_to=reply_to) for c in commands], SqlUnitOfWork(engine))
+    assert all(o.status == "accepted" for o in outcomes), outcomes
+    return outcomes
+
+
+def _create(ticket_id: uuid.UUID) -> CreateTicket:
+    return CreateTicket(actor=customer(), payload={"ticket_id": ticket_id, "title": "T", "description": "D"})
+
+
+async def _unpublished(engine: AsyncEngine) -> tuple[int, int]:
+    return (await count(engine, t.ticket_events, t.ticket_events.c.published_at.is_(None)),
+            await count(engine, t.processed_commands, t.processed_commands.c.result_published_at.is_(None)))
+
+
+async def _all_published(engine: AsyncEngine) -> bool:
+    return await _unpublished(engine) == (0, 0)
+
+
+async def _history(engine: AsyncEngine, ticket_id: uuid.UUID) -> list[Any]:
+    e = t.ticket_events
+    async with engine.connect() as conn:
+        return (await conn.execute(select(e).where(e.c.ticket_id == ticket_id).order_by(e.c.seq))).all()
+
+
+def _key(ticket_id: uuid.UUID) -> bytes:
+    return str(ticket_id).encode()
+
+
+# ---- the happy path -------------------------------------------------------------------------
+async def test_publishes_history_in_version_order_and_results_to_both_topics_then_marks_them(
+    engine: AsyncEngine, broker: KafkaBroker, reader: TopicReader, reply_topic: str,
+) -> None:
+    first, second, agent = new_id(), new_id(), staff()
+    outcomes = await _handle(engine, _create(first), _create(second), reply_to=reply_topic)
+    outcomes += await _handle(
+        engine,
+        AddReply(actor=agent, payload={"ticket_id": first, "reply_id": uuid.uuid4(), "body": "Hi"}),
+        LogTime(actor=agent, payload={"ticket_id": second, "entry_id": uuid.uuid4(), "minutes": 5}),
+        UpdateTicket(actor=agent, payload={"ticket_id": first, "title": "Renamed"}),
+    )
+    outcomes += await _handle(
+        engine,
+        ChangeStatus(actor=agent, payload={"ticket_id": second, "status": "in_progress"}),
+        LogTime(actor=agent, payload={"ticket_id": first, "entry_id": uuid.uuid4(), "minutes": 1}),
+        reply_to=reply_topic,
+    )
+    stored = await counts(engine)
+
+    async with relaying(engine, Publish(broker), batch=3):  # several rounds of three rows
+        events_first = await reader.wait_for(first, 5, topic=topics.EVENTS)
+        events_second = await reader.wait_for(second, 3, topic=topics.EVENTS)
+        await eventually(lambda: _all_published(engine), what="every row marked published")
+
+    for ticket_id, published in ((first, events_first), (second, events_second)):
+        history = await _history(engine, ticket_id)
+        assert [e["ticket_version"] for e in published] == list(range(1, len(history) + 1))
+        assert [e["event_id"] for e in published] == [str(row.event_id) for row in history]
+        on_topic = [r.value for r in reader.by_key[_key(ticket_id)] if r.topic == topics.EVENTS]
+        assert on_topic == [row.body.encode() for row in history]  # the stored body, byte for byte
+        assert all(row.published_at is not None for row in history)
+
+    results = {o.message_id: o for o in outcomes}
+    on_results = reader.json_for(first, topics.COMMAND_RESULTS) + reader.json_for(second, topics.COMMAND_RESULTS)
+    assert sorted(r["command_id"] for r in on_results) == sorted(str(m) for m in results)
+    for r in on_results:
+        assert r["message_id"] == json.loads(results[uuid.UUID(r["command_id"])].result)["message_id"]
+    with_reply_to = {str(o.message_id) for o in outcomes if o.reply_to == reply_topic}
+    replied = [r for r in reader.records if r.topic == reply_topic and r.key in (_key(first), _key(second))]
+    assert sorted(json.loads(r.value)["command_id"] for r in replied) == sorted(with_reply_to)
+    assert len(with_reply_to) == 4
+    assert await counts(engine) == stored  # marked, never deleted
+
+
+# ---- failover --------------------------------------------------------------------------------
+async def test_only_one_relay_is_active_and_the_other_takes_over_what_remains(
+    engine: AsyncEngine, broker: KafkaBroker, reader: TopicReader,
+) -> None:
+    async with relaying(engine, Publish(broker)) as a, relaying(engine, Publish(broker)) as b:
+        await eventually(lambda: a.relay.active or b.relay.active, what="a relay to become active")
+        leader, follower = (a, b) if a.relay.active else (b, a)
+        assert not follower.relay.active
+
+        done = new_id()
+        await _handle(engine, _create(done))
+        await reader.wait_for(done, 1, topic=topics.EVENTS)
+        await eventually(lambda: _all_published(engine), what="the leader to mark its rows")
+        assert follower.publish.calls == [] and not follower.relay.active
+
+        leader.publish.set("hold")  # the leader sends the next round but is never acknowledged
+        remaining, sent = [new_id() for _ in range(3)], len(leader.publish.calls)
+        await _handle(engine, *map(_create, remaining))
+        await eventually(lambda: len(leader.publish.calls) >= sent + 3, what="the leader to send the new events")
+        assert await _unpublished(engine) == (3, 3)
+        await leader.stop()
+
+        await eventually(lambda: follower.relay.active, what="the follower to take over")
+        await eventually(lambda: _all_published(engine), what="the follower to publish what remained")
+        assert follower.publish.acked_keys(topics.EVENTS) == {_key(i) for i in remaining}
+        assert follower.publish.acked_keys(topics.COMMAND_RESULTS) == {_key(i) for i in remaining}
+        for ticket_id in remaining:
+            assert [e["ticket_version"] for e in reader.json_for(ticket_id, topics.EVENTS)] == [1]
+        assert leader.history[-1] is False and not leader.relay.active
+    assert await count(engine, t.ticket_events) == 4 and await count(engine, t.processed_commands) == 4
+
+
+async def test_when_the_active_relay_loses_its_connection_a_relay_resumes(
+    engine: AsyncEngine, broker: KafkaBroker, reader: TopicReader,
+) -> None:
+    async with relaying(engine, Publish(broker)) as a, relaying(engine, Publish(broker)) as b:
+        await eventually(lambda: a.relay.active or b.relay.active, what="a relay to become active")
+        leader = a if a.relay.active else b
+        async with engine.connect() as conn:  # end the leader's session: its advisory lock goes with it
+            terminated = (await conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND objid = :key AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ), {"key": RELAY_LOCK_KEY})).scalars().all()
+        assert terminated == [True]
+        await eventually(lambda: False in leader.history, what="the leader to notice")
+
+        after = new_id()
+        await _handle(engine, _create(after))
+        await reader.wait_for(after, 1, topic=topics.EVENTS)
+        await eventually(lambda: _all_published(engine), what="the rows to be marked")
+        assert [a.relay.active, b.relay.active].count(True) == 1
+
+
+# ---- broker trouble --------------------------------------------------------------------------
+async def test_a_broker_outage_is_retried_and_nothing_unacknowledged_is_marked(
+    engine: AsyncEngine, broker: KafkaBroker, reader: TopicReader,
+) -> None:
+    publish = Publish(broker)
+    publish.set("down")
+    ticket_ids = [new_id(), new_id()]
+    await _handle(engine, *map(_create, ticket_ids))
+    async with relaying(engine, publish) as running:
+        await eventually(lambda: publish.failures >= 3, what="several failed attempts")
+        assert await _unpublished(engine) == (2, 2) and publish.acked == []
+        await eventually(lambda: not running.relay.active, what="the relay not to claim to be active as it backs off")
+
+        # Events are acknowledged again, results are not: only the events get marked.
+        publish.set("no_ack", no_ack_topics=frozenset({topics.COMMAND_RESULTS}))
+        failures = publish.failures
+        await eventually(lambda: publish.failures >= failures + 3, what="results failing to be acknowledged")
+        assert await _unpublished(engine) == (0, 2)
+        assert publish.acked_keys(topics.EVENTS) == set(map(_key, ticket_ids))
+        assert publish.acked_keys(topics.COMMAND_RESULTS) == set()
+
+        publish.set("up")
+        await eventually(lambda: _all_published(engine), what="the rows to be published once the broker is back")
+    for ticket_id in ticket_ids:
+        assert len(await reader.wait_for(ticket_id, 1, topic=topics.COMMAND_RESULTS)) == 1
+    assert publish.acked_keys(topics.COMMAND_RESULTS) == set(map(_key, ticket_ids))
+
+
+async def test_rows_are_marked_only_after_every_acknowledgement(
+    engine: AsyncEngine, broker: KafkaBroker, reader: TopicReader,
+) -> None:
+    publish = Publish(broker)
+    publish.set("hold")
+    ticket_ids = [new_id() for _ in range(4)]
+    await _handle(engine, *map(_create, ticket_ids))
+    async with relaying(engine, publish):
+        await eventually(lambda: len(publish.calls) >= 4, what="the relay to send the events")
+        assert await _unpublished(engine) == (4, 4)
+
+        publish.set("up")
+        await eventually(lambda: _all_published(engine), what="the rows to be marked once acknowledged")
+    assert publish.acked_keys(topics.EVENTS) == set(map(_key, ticket_ids))
+
+
+# ---- transactions -----------------------------------------------------------------------------
+async def test_rolled_back_work_is_never_published_and_work_committed_late_still_is(
+    engine: AsyncEngine, broker: KafkaBroker, reader: TopicReader,
+) -> None:
+    late_id, doomed_id, early_id, last_id = new_id(), new_id(), new_id(), new_id()
+    publish = Publish(broker)
+    async with relaying(engine, publish):
+        late, doomed = HeldUnitOfWork(engine), HeldUnitOfWork(engine)
+        late_task = asyncio.create_task(handle_batch([incoming(_create(late_id))], late))
+        doomed_task = asyncio.create_task(handle_batch([incoming(_create(doomed_id))], doomed))
+        await asyncio.wait_for(asyncio.gather(late.at_commit.wait(), doomed.at_commit.wait()), 10)
+
+        await _handle(engine, _create(early_id))  # commits after the held ones took lower seq numbers
+        await reader.wait_for(early_id, 1, topic=topics.EVENTS)
+        await eventually(lambda: _all_published(engine), what="the committed rows to be marked")
+
+        doomed.release(fail=True)
+        with pytest.raises(InjectedFailure):
+            await doomed_task
+        late.release()
+        await late_task
+        await _handle(engine, _create(last_id))
+
+        await reader.wait_for(late_id, 1, topic=topics.EVENTS)
+        await reader.wait_for(last_id, 1, topic=topics.EVENTS)
+        await eventually(lambda: _all_published(engine), what="every committed row to be marked")
+
+    assert (_key(doomed_id)) not in {key for _, key in publish.calls}
+    assert reader.json_for(doomed_id) == []
+    assert await _history(engine, doomed_id) == []
+
+
+async def test_notify_wakes_the_relay_long_before_the_poll_interval(
+    engine: AsyncEngine, broker: KafkaBroker, reader: TopicReader,
+) -> None:
+    async with relaying(engine, Publish(broker), poll=60.0) as running:
+        await eventually(lambda: running.relay.active, what="the relay to become active")
+        warm_up = new_id()
+        await _handle(engine, _create(warm_up))
+        await eventually(lambda: _all_published(engine), timeout=20, what="the first rows to be marked")
+        # The relay has finished that round and now waits: only a NOTIFY (or 60 s) wakes it.
+
+        woken = new_id()
+        await _handle(engine, _create(woken))
+        await reader.wait_for(woken, 1, topic=topics.EVENTS, timeout=20)
+        await reader.wait_for(woken, 1, topic=topics.COMMAND_RESULTS, timeout=20)
+
+
+async def test_an_undeliverable_reply_to_does_not_hold_back_other_results(
+    engine: AsyncEngine, kafka_bootstrap: str, reader: TopicReader, reply_topic: str,
+) -> None:
+    """A client names a reply topic the broker refuses (here an invalid name; with topic auto-creation
+    off, as in docker-compose.yml, any missing topic): its result still goes to the results topic,
+    and the results after it are not blocked behind it for ever."""
+    broker = KafkaBroker(kafka_bootstrap, request_timeout_ms=2_000)  # how long the broker gets to refuse
+    await broker.start()
+    try:
+        bad, good = new_id(), new_id()
+        await _handle(engine, _create(bad), reply_to="no such topic!")
+        await _handle(engine, _create(good), reply_to=reply_topic)
+        async with relaying(engine, Publish(broker)):
+            await reader.wait_for(good, 1, topic=reply_topic)
+            await eventually(lambda: _all_published(engine), what="every row marked")
+        assert len(reader.json_for(bad, topics.COMMAND_RESULTS)) == 1
+        assert len(reader.json_for(good, topics.COMMAND_RESULTS)) == 1
+    finally:
+        await broker.stop()
