@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
         tasks.append(asyncio.create_task(heartbeat_loop(rt), name="heartbeat"))
         if settings.http_port:
             servers.append(await serve_http(rt))
+        await _joined(broker, timeout_s=30.0)
         rt.ready = True
         log.info("ticket service ready", instance_id=settings.instance_id, bootstrap=settings.kafka_bootstrap)
 
@@ -121,6 +122,18 @@ def _declare_outputs(broker: KafkaBroker) -> None:
     for topic in topics.INPUT_TOPICS:
         broker.publisher(topics.dlq(topic), schema=bytes, title=topics.dlq(topic),
                          description=f"Messages from {topic} that can never be processed, unchanged, with dlq.* headers.")
+
+
+async def _joined(broker: KafkaBroker, timeout_s: float) -> None:
+    """Wait until every subscriber has partitions, so "ready" means "consuming". An instance may
+    legitimately get none (more instances than partitions): then it is ready after ``timeout_s``."""
+    consumers = [getattr(sub, "consumer", None) for sub in broker.subscribers]
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while any(c is not None and not c.assignment() for c in consumers):
+        if asyncio.get_running_loop().time() > deadline:
+            log.warning("not every subscriber has partitions; ready anyway")
+            return
+        await asyncio.sleep(0.05)
 
 
 def _publisher(broker: KafkaBroker) -> Any:

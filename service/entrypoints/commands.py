@@ -41,7 +41,7 @@ def command_router(rt: Runtime) -> KafkaRouter:
     @router.subscriber(
         topics.COMMANDS, group_id=f"{s.consumer_group}.commands", batch=True, max_records=s.batch_max_records,
         batch_timeout_ms=s.batch_timeout_ms, fetch_max_wait_ms=s.fetch_max_wait_ms,
-        auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, decoder=raw_records,
+        auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, decoder=raw_records, no_reply=True,
         title="tickets.commands.v1", description="Commands, keyed by ticket id; one result per distinct message_id.",
     )
     async def on_commands(body: list[Command]) -> None:

@@ -1,34 +1,140 @@
-"""The ``tickets.queries.v1`` subscriber: request/reply; the answer goes to ``reply_to``."""
+"""The ``tickets.queries.v1`` subscriber: request/reply; the answer goes to ``reply_to``.
+
+Per fetched batch: decode (bad records → DLQ), answer the queries — a few at a time, each in
+its own read-only snapshot, transient database faults retried in place — then publish every
+answer to its ``reply_to`` topic, keyed like the request and carrying its correlation id,
+and dead-letter what could not be answered. Offsets are committed only after the broker has
+acknowledged all of it. A domain error becomes an ``ErrorAnswer`` with its reason code; a query
+that crashed (a bug) is dead-lettered, so it is neither lost nor retried forever.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from faststream.kafka import KafkaRouter
 from faststream.middlewares import AckPolicy
+from pydantic import ValidationError
 from ticket_contracts import topics
+from ticket_contracts.answers import AnswerBase, ErrorAnswer
 from ticket_contracts.queries import Query
 
+from service.adapters.read_models import reading
+from service.adapters.retry import retry_transient
+from service.domain.errors import DomainError
+from service.handlers.queries import answer
+from service.logging import get_logger
 from service.runtime import Runtime
 
 from .acking import ack_after, raw_records
 from .dead_letters import DeadLetters
+from .decoding import DeadLetter, summarise
+from .query_decoding import IncomingQuery, decode_query
+
+log = get_logger(__name__)
+Letter = tuple[Any, str, str]
 
 
 def query_router(rt: Runtime) -> KafkaRouter:
     s = rt.settings
     router = KafkaRouter()
     dead_letters = DeadLetters(rt.broker, rt.metrics)
+    #: Queries of one batch answered at once; half the pool, so commands always find connections.
+    concurrency = asyncio.Semaphore(max(1, s.database_pool_size // 2))
 
     @router.subscriber(
         topics.QUERIES, group_id=f"{s.consumer_group}.queries", batch=True, max_records=s.batch_max_records,
         batch_timeout_ms=s.batch_timeout_ms, fetch_max_wait_ms=s.fetch_max_wait_ms,
         auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, decoder=raw_records,
+        no_reply=True,  # we publish the answers; FastStream would also send the handler's None to reply_to
         title="tickets.queries.v1", description="Queries; the answer goes to the reply_to header's topic.",
     )
     async def on_queries(body: list[Query]) -> None:
-        records: tuple[Any, ...] = body  # type: ignore[assignment]
-        await ack_after(rt, lambda: dead_letters.send_many(
-            [(r, "NotImplemented", "queries are not served yet") for r in records]), what="queries")
+        records: tuple[Any, ...] = body  # type: ignore[assignment]  # raw records, see raw_records
+        await ack_after(rt, lambda: _on_queries(records), what="queries")
+
+    async def _on_queries(records: tuple[Any, ...]) -> None:
+        incoming: list[IncomingQuery] = []
+        dead: list[Letter] = []
+        for record in records:
+            decoded = decode_query(record, rt.resolver, s.max_message_bytes)
+            if isinstance(decoded, DeadLetter):
+                dead.append((decoded.record, decoded.error_class, decoded.error_message))
+            else:
+                incoming.append(decoded)
+        outcomes = await asyncio.gather(*(_answer_one(item) for item in incoming))
+        answered = [(item, out) for item, out in zip(incoming, outcomes, strict=True) if isinstance(out, AnswerBase)]
+        dead += [(item.record, type(out).__name__, _describe(out))
+                 for item, out in zip(incoming, outcomes, strict=True) if isinstance(out, Exception)]
+        delivered = await retry_transient(lambda: _send_out(answered, dead), what="publish answers",
+                                          initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s)
+        for out in delivered:
+            rt.metrics.count(rt.metrics.queries, "error" if isinstance(out, ErrorAnswer) else "ok")
+
+    async def _answer_one(item: IncomingQuery) -> AnswerBase | Exception:
+        if item.refusal is not None or item.query is None or item.actor is None:
+            reason, message = item.refusal or ("validation_error", "invalid query")
+            return _error(item, reason, message)
+        query, actor = item.query, item.actor
+
+        async def attempt() -> AnswerBase:
+            async with concurrency, reading(rt.engine) as reads:
+                return await answer(query, actor, reads)
+
+        try:
+            return await retry_transient(attempt, what="query", initial=s.retry_initial_backoff_s,
+                                         maximum=s.retry_max_backoff_s,
+                                         on_retry=lambda e: rt.metrics.count(rt.metrics.retries, "query"))
+        except DomainError as error:
+            return _error(item, error.code, error.message)
+        except Exception as error:  # a bug: dead-letter the query rather than loop on it
+            log.exception("query crashed", message_id=str(item.message_id), query_type=item.query_type)
+            return error
+
+    async def _send_out(answered: list[tuple[IncomingQuery, AnswerBase]], dead: list[Letter]) -> list[AnswerBase]:
+        """Publish every answer, then the dead letters. An answer the broker refuses (its reply_to
+        topic is missing on a cluster that does not create topics) dead-letters its query instead
+        of holding up the partition for ever; if the DLQ fails too, the broker is down: raise, and
+        the whole send is retried. Returns the answers delivered."""
+        sent = []
+        for item, out in answered:
+            correlation = str(out.correlation_id)
+            sent.append((item, out, await _attempt(rt.broker.publish(
+                out.model_dump_json().encode(), item.reply_to, key=item.record.key, correlation_id=correlation,
+                headers={topics.HEADER_CORRELATION_ID: correlation, topics.HEADER_MESSAGE_TYPE: out.type},
+                no_confirm=True,
+            ))))
+        delivered, undelivered = [], []
+        for item, out, future in sent:
+            outcome = future if isinstance(future, Exception) else await _attempt(future)
+            if not isinstance(outcome, Exception):
+                delivered.append(out)
+            else:
+                log.warning("answer not delivered to its reply_to topic", message_id=str(item.message_id),
+                            reply_to=item.reply_to, error=type(outcome).__name__)
+                undelivered.append((item.record, "AnswerUndeliverable",
+                                    f"publishing the answer to reply_to failed: {type(outcome).__name__}"))
+        await dead_letters.send_many(dead + undelivered)
+        return delivered
 
     return router
+
+
+async def _attempt(awaitable: Awaitable[Any]) -> Any:
+    """The awaitable's value, or the exception it raised."""
+    try:
+        return await awaitable
+    except Exception as error:
+        return error
+
+
+def _describe(error: Exception) -> str:
+    """For the DLQ header: field paths of a validation error, never the values (ticket data)."""
+    return summarise(error) if isinstance(error, ValidationError) else str(error)[:500]
+
+
+def _error(item: IncomingQuery, reason: str, message: str) -> ErrorAnswer:
+    return ErrorAnswer(query_type=item.query_type, causation_id=item.message_id,
+                       correlation_id=item.correlation_id, reason=reason, message=message)  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ def user_events_router(rt: Runtime) -> KafkaRouter:
     @router.subscriber(
         topics.USER_EVENTS, group_id=f"{s.consumer_group}.user_events", batch=True, max_records=s.batch_max_records,
         batch_timeout_ms=s.batch_timeout_ms, fetch_max_wait_ms=s.fetch_max_wait_ms,
-        auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, decoder=raw_records,
+        auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, decoder=raw_records, no_reply=True,
         title="users.events.v1", description="User directory changes from the identity service, keyed by user id.",
     )
     async def on_user_events(body: list[UserEvent]) -> None:

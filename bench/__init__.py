@@ -1,0 +1,1 @@
+"""Benchmarks that print and save figures (see bench/README.md); not part of the service."""

@@ -1,0 +1,475 @@
+"""Query-side benchmark: latency of the main queries on a million tickets, in SQL and round trip.
+
+    .venv/bin/python -m bench.queries [--tickets 1000000] [--samples 400] [--round-trips 200]
+
+1. **seed** — a dedicated database (on an embedded PostgreSQL, or on the server of
+   ``TICKETS_BENCH_DATABASE_URL``): migrated to the revision before the query indexes, filled
+   with ``INSERT … SELECT generate_series`` (``--tickets`` tickets over ``--customers`` customers,
+   assigned round-robin to ``--agents`` agents except the ``new`` ones; statuses, priorities,
+   categories and title words drawn at random with a fixed seed), plus one ticket with 200
+   replies (every 5th an internal note); then migrated to head (so the query-index migration is
+   timed on the full table) and ``VACUUM ANALYZE``d.
+2. **plans** — ``EXPLAIN (ANALYZE, BUFFERS)`` of every measured statement: which indexes, how many
+   rows and buffers.
+3. **db** — per scenario, ``--samples`` sequential calls of the query handler on the read model
+   (``reading()`` + ``handlers.queries.answer``): the transaction, every statement (page and count)
+   and building the contract views — all the database work of one answer, without Kafka.
+4. **round trip** — the service (``service.app.running``) on an embedded broker (or
+   ``TICKETS_BENCH_KAFKA_BOOTSTRAP``), a ``TicketClient`` in the same process sending one query at a
+   time and awaiting its answer: ``--round-trips`` per scenario.
+
+Prints a table and writes every figure to ``bench/results/queries.json``. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from ticket_contracts import queries as q
+from ticket_contracts.answers import AnswerBase, ErrorAnswer, TicketPageAnswer
+from ticket_contracts.envelope import Actor as ContractActor
+
+from service.adapters.explain import index_names, plan
+from service.adapters.read_models import reading, ticket_page_statement
+from service.domain.values import Actor, Role
+from service.handlers.queries import answer
+from service.handlers.read_model import PageRequest, TicketFilter
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DATABASE = "tickets_bench_queries"
+BEFORE_QUERY_INDEXES = "c2f51a414e1e"  # the down_revision of the query-index migration
+TARGET_DB_P99_MS = 10.0
+DEEP_PAGE = 50
+_T0 = time.perf_counter()
+
+
+def say(message: str) -> None:
+    print(f"[{time.perf_counter() - _T0:6.1f} s] {message}", flush=True)
+
+
+# ---- the data set -------------------------------------------------------------------------------
+
+SEED_TICKETS = """
+INSERT INTO tickets (id, number, customer_id, created_by, title, description, status, priority, priority_rank,
+  category_id, channel, tags, assignee_id, version, created_at, updated_at, status_changed_at, deleted_at,
+  time_spent_minutes)
+SELECT gen_random_uuid(), 'TKT-' || CASE WHEN i < 1000000 THEN lpad(i::text, 6, '0') ELSE i::text END,
+       md5('customer-' || (i % :customers))::uuid, md5('user-' || (i % :customers))::uuid,
+       (ARRAY['Printer','VPN','Login','Invoice','Email','Laptop','Password','Network','Billing','Account',
+              'Refund','Shipping','Upgrade','License','Backup','Monitor','Keyboard','Wifi','Phone','Server'])
+           [1 + floor(r1 * 20)::int]
+         || ' ' || (ARRAY['not working','broken','slow','question','error','request','issue','failure',
+              'help needed','outage'])[1 + floor(r2 * 10)::int] || ' ' || substr(md5(i::text), 1, 6),
+       'Seeded ticket ' || i, st, pr,
+       CASE pr WHEN 'low' THEN 1 WHEN 'normal' THEN 2 WHEN 'high' THEN 3 ELSE 4 END,
+       md5('category-' || (i % 12))::uuid, (ARRAY['web','email','api','phone'])[1 + i % 4], '{}',
+       CASE WHEN st = 'new' THEN NULL ELSE md5('agent-' || ((i * 7) % :agents))::uuid END,
+       1, ca, LEAST(ca + r3 * interval '30 days', now()), ca,
+       CASE WHEN r4 < 0.005 THEN ca + interval '1 day' END, (r3 * 300)::int
+FROM (
+  SELECT i, r1, r2, r3, r4,
+         now() - interval '730 days' + i * (interval '730 days' / :n) AS ca,
+         CASE WHEN rs < 0.50 THEN 'closed' WHEN rs < 0.70 THEN 'resolved' WHEN rs < 0.80 THEN 'open'
+              WHEN rs < 0.85 THEN 'new' WHEN rs < 0.92 THEN 'in_progress' WHEN rs < 0.97 THEN 'pending'
+              ELSE 'on_hold' END AS st,
+         CASE WHEN rp < 0.20 THEN 'low' WHEN rp < 0.75 THEN 'normal' WHEN rp < 0.95 THEN 'high'
+              ELSE 'urgent' END AS pr
+  FROM (SELECT i, random() r1, random() r2, random() r3, random() r4, random() rs, random() rp
+        FROM generate_series(1, :n) i) g
+) s
+"""
+#: The 200-reply ticket: customer 0's newest; the customer and agent 0 take turns, every 5th is internal.
+SEED_THREAD = """
+INSERT INTO replies (id, ticket_id, author_id, author_role, body, internal, source, created_at)
+SELECT gen_random_uuid(), :ticket_id,
+       CASE WHEN k % 2 = 0 THEN md5('user-0')::uuid ELSE md5('agent-0')::uuid END,
+       CASE WHEN k % 2 = 0 THEN 'customer' ELSE 'agent' END,
+       repeat('Reply number ' || k || '. ', 20), k % 5 = 4, 'web', now() - (200 - k) * interval '1 minute'
+FROM generate_series(0, 199) k
+"""
+
+
+def md5_uuid(value: str) -> uuid.UUID:
+    """PostgreSQL's ``md5(value)::uuid``."""
+    return uuid.UUID(hashlib.md5(value.encode()).hexdigest())
+
+
+def customer_actor(k: int) -> Actor:
+    return Actor(md5_uuid(f"user-{k}"), Role.CUSTOMER, md5_uuid(f"customer-{k}"))
+
+
+def agent_actor(k: int) -> Actor:
+    return Actor(md5_uuid(f"agent-{k}"), Role.AGENT)
+
+
+async def seed(server_url: str, args: argparse.Namespace, report: dict[str, Any]) -> str:
+    from service.devstack import create_database
+    from service.migrate import upgrade
+
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        exists = await conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": DATABASE})
+        if exists and not args.reuse:
+            await conn.execute(text(f'DROP DATABASE "{DATABASE}" WITH (FORCE)'))
+    await admin.dispose()
+    url = await create_database(server_url, DATABASE)
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            count = await conn.scalar(text("SELECT count(*) FROM tickets")) if exists and args.reuse else None
+        if count == args.tickets:
+            say(f"reusing {DATABASE}: {count:,} tickets")
+            report["seed"] = {"reused": True}
+            return url
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        await asyncio.to_thread(upgrade, url, BEFORE_QUERY_INDEXES)
+        say(f"seeding {args.tickets:,} tickets over {args.customers:,} customers and {args.agents} agents ...")
+        async with engine.begin() as conn:
+            await conn.execute(text("SELECT setseed(0.42)"))
+            await conn.execute(text(SEED_TICKETS),
+                               {"n": args.tickets, "customers": args.customers, "agents": args.agents})
+            await conn.execute(text("SELECT setval('ticket_number_seq', :n)"), {"n": args.tickets})
+            thread = await conn.scalar(text(
+                "SELECT id FROM tickets WHERE customer_id = md5('customer-0')::uuid AND deleted_at IS NULL "
+                "ORDER BY created_at DESC LIMIT 1"))
+            await conn.execute(text(SEED_THREAD), {"ticket_id": thread})
+        timings["insert_s"] = time.perf_counter() - started
+        say(f"inserted in {timings['insert_s']:.1f} s; migrating to head (building the query indexes) ...")
+        mark = time.perf_counter()
+        await asyncio.to_thread(upgrade, url)
+        timings["query_index_migration_s"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM ANALYZE"))
+        timings["vacuum_analyze_s"] = time.perf_counter() - mark
+        timings["total_s"] = time.perf_counter() - started
+        report["seed"] = {k: round(v, 1) for k, v in timings.items()}
+        say("seeded: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+        return url
+    finally:
+        await engine.dispose()
+
+
+# ---- scenarios ----------------------------------------------------------------------------------
+
+
+def contract_actor(actor: Actor) -> ContractActor:
+    return ContractActor(user_id=actor.user_id, role=actor.role.value,  # type: ignore[arg-type]
+                         customer_id=actor.customer_id)
+
+
+class Scenarios:
+    """Each scenario makes a fresh (actor, query) per sample: random customers and agents."""
+
+    def __init__(self, args: argparse.Namespace, thread_ticket: uuid.UUID, deep: list[tuple[Actor, str]]) -> None:
+        self.rng = random.Random(7)
+        self.args = args
+        self.thread_ticket = thread_ticket
+        self.deep = deep
+        self.all: dict[str, Callable[[], tuple[Actor, q.QueryBase]]] = {
+            "ticket.my — customer, first page": self.my_customer,
+            "ticket.my — agent, first page": self.my_agent,
+            f"ticket.my — agent, page {DEEP_PAGE}": self.my_agent_deep,
+            "ticket.list — status ∈ {new, open} ∧ priority ∈ {high, urgent}": self.list_two_filters,
+            "ticket.thread — 200 replies (agent)": self.thread_agent,
+            "ticket.thread — 200 replies (customer)": self.thread_customer,
+        }
+
+    def _query(self, actor: Actor, kind: type[q.QueryBase], **payload: Any) -> tuple[Actor, q.QueryBase]:
+        return actor, kind(actor=contract_actor(actor), payload=payload)  # type: ignore[call-arg]
+
+    def my_customer(self) -> tuple[Actor, q.QueryBase]:
+        return self._query(customer_actor(self.rng.randrange(self.args.customers)), q.MyTickets)
+
+    def my_agent(self) -> tuple[Actor, q.QueryBase]:
+        return self._query(agent_actor(self.rng.randrange(self.args.agents)), q.MyTickets)
+
+    def my_agent_deep(self) -> tuple[Actor, q.QueryBase]:
+        actor, cursor = self.rng.choice(self.deep)
+        return self._query(actor, q.MyTickets, cursor=cursor)
+
+    def list_two_filters(self) -> tuple[Actor, q.QueryBase]:
+        return self._query(agent_actor(self.rng.randrange(self.args.agents)), q.ListTickets,
+                           status=["new", "open"], priority=["high", "urgent"])
+
+    def thread_agent(self) -> tuple[Actor, q.QueryBase]:
+        return self._query(agent_actor(0), q.TicketThread, ticket_id=self.thread_ticket)
+
+    def thread_customer(self) -> tuple[Actor, q.QueryBase]:
+        return self._query(customer_actor(0), q.TicketThread, ticket_id=self.thread_ticket)
+
+
+async def ask(engine: AsyncEngine, actor: Actor, query: q.QueryBase) -> AnswerBase:
+    async with reading(engine) as reads:
+        return await answer(query, actor, reads)
+
+
+async def deep_cursors(engine: AsyncEngine, agents: int) -> list[tuple[Actor, str]]:
+    """Cursors to page DEEP_PAGE of ticket.my for a few agents, found by walking the pages."""
+    found = []
+    for k in range(min(agents, 8)):
+        actor, cursor = agent_actor(k), None
+        for _ in range(DEEP_PAGE - 1):
+            page = await ask(engine, actor, q.MyTickets(actor=contract_actor(actor), payload={"cursor": cursor}))
+            assert isinstance(page, TicketPageAnswer) and page.next_cursor, "agent has too few tickets"
+            cursor = page.next_cursor
+        found.append((actor, cursor))
+    return found
+
+
+def stats(samples_s: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in samples_s)
+
+    def pct(p: float) -> float:
+        return round(ms[max(0, math.ceil(p * len(ms)) - 1)], 2)
+
+    return {"n": len(ms), "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": round(ms[-1], 2),
+            "mean_ms": round(sum(ms) / len(ms), 2)}
+
+
+async def measure(call: Callable[[], Awaitable[AnswerBase]], count: int, warmup: int = 20) -> dict[str, Any]:
+    samples, sizes, totals = [], [], []
+    for i in range(warmup + count):
+        started = time.perf_counter()
+        result = await call()
+        elapsed = time.perf_counter() - started
+        if isinstance(result, ErrorAnswer):
+            raise RuntimeError(f"query failed: {result.reason}: {result.message}")
+        if i >= warmup:
+            samples.append(elapsed)
+            sizes.append(len(getattr(result, "items", None) or getattr(result, "replies", None) or []))
+            if isinstance(result, TicketPageAnswer):
+                totals.append((result.total, result.total_exact))
+    figures = stats(samples) | {"mean_items": round(sum(sizes) / len(sizes), 1)}
+    if totals:  # what the answers said about the count: range of totals, share of exact ones
+        figures["totals"] = {"min": min(t for t, _ in totals), "max": max(t for t, _ in totals),
+                             "exact_share": round(sum(e for _, e in totals) / len(totals), 2)}
+    return figures
+
+
+# ---- plans --------------------------------------------------------------------------------------
+
+
+async def plans(engine: AsyncEngine, scenarios: Scenarios) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of the page and count statements behind each ticket scenario."""
+    agent, cust = agent_actor(3), customer_actor(42)
+    deep_actor, deep_cursor = scenarios.deep[0]
+    deep_page = await ask(engine, deep_actor, q.MyTickets(actor=contract_actor(deep_actor),
+                                                          payload={"cursor": deep_cursor}))
+    assert isinstance(deep_page, TicketPageAnswer)
+    first = deep_page.items[0]
+    statements = {
+        "ticket.my customer (page)": ticket_page_statement(
+            TicketFilter(customer_id=cust.customer_id), PageRequest("created", True, None, 25), staff=False),
+        "ticket.my agent (page)": ticket_page_statement(
+            TicketFilter(assignee_id=agent.user_id), PageRequest("created", True, None, 25), staff=True),
+        f"ticket.my agent (page {DEEP_PAGE}, keyset)": ticket_page_statement(
+            TicketFilter(assignee_id=deep_actor.user_id),
+            PageRequest("created", True, (first.created_at, first.id), 25), staff=True),
+        "ticket.list two filters (page)": ticket_page_statement(
+            TicketFilter(statuses=("new", "open"), priorities=("high", "urgent")),
+            PageRequest("created", True, None, 25), staff=True),
+        "ticket.list text 'printer' (page)": ticket_page_statement(
+            TicketFilter(title_contains="printer"), PageRequest("created", True, None, 25), staff=True),
+        "ticket.list text rare word (page)": ticket_page_statement(
+            TicketFilter(title_contains=first.title.split()[-1]), PageRequest("created", True, None, 25), staff=True),
+        "ticket.list by priority (page)": ticket_page_statement(
+            TicketFilter(), PageRequest("priority", True, None, 25), staff=True),
+        "ticket.list by updated, status=open (page)": ticket_page_statement(
+            TicketFilter(statuses=("open",)), PageRequest("updated", True, None, 25), staff=True),
+    }
+    out: dict[str, Any] = {}
+    async with engine.connect() as conn:
+        for name, statement in statements.items():
+            node = await plan(conn, statement, analyze=True)
+            out[name] = _summary(node)
+        from sqlalchemy import func, literal, select
+
+        from service.adapters.read_models import conditions, t
+
+        for name, where in {"count ≤ 10,001: agent's tickets": TicketFilter(assignee_id=agent.user_id),
+                            "count ≤ 10,001: customer's tickets": TicketFilter(customer_id=cust.customer_id)}.items():
+            matching = select(literal(1)).select_from(t).where(*conditions(where)).limit(10_001).subquery()
+            node = await plan(conn, select(func.count()).select_from(matching), analyze=True)
+            out[name] = _summary(node)
+    return out
+
+
+def _summary(node: dict[str, Any]) -> dict[str, Any]:
+    def shape(n: dict[str, Any]) -> str:
+        label = n["Node Type"] + (f" using {n['Index Name']}" if "Index Name" in n else "")
+        children = [shape(child) for child in n.get("Plans", ())]
+        return label + (" → " + " + ".join(children) if children else "")
+
+    return {"plan": shape(node), "indexes": sorted(index_names(node)), "actual_ms": node.get("Actual Total Time"),
+            "rows": node.get("Actual Rows"),
+            "shared_buffers": node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0)}
+
+
+# ---- servers ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def database_server(scratch: Path) -> Iterator[str]:
+    if url := os.environ.get("TICKETS_BENCH_DATABASE_URL"):
+        yield url
+        return
+    from service.devstack import EmbeddedPostgres
+
+    server = EmbeddedPostgres(database="postgres")
+    server.start(scratch, ephemeral=True)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def kafka_server(scratch: Path) -> Iterator[str]:
+    if bootstrap := os.environ.get("TICKETS_BENCH_KAFKA_BOOTSTRAP"):
+        yield bootstrap
+        return
+    from service.devstack import EmbeddedKafka
+
+    broker = EmbeddedKafka(log_dir=scratch)
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@contextlib.asynccontextmanager
+async def service_and_client(database_url: str, bootstrap: str) -> AsyncIterator[Any]:
+    from ticket_contracts.client import TicketClient
+
+    from service.app import running
+    from service.devstack import ensure_topics
+    from service.settings import load_settings
+
+    await ensure_topics(bootstrap)
+    settings = load_settings(database_url=database_url, kafka_bootstrap=bootstrap, http_port=0,
+                             consumer_group=f"bench-queries-{uuid.uuid4().hex[:8]}", log_level="WARNING")
+    async with running(settings), TicketClient(bootstrap, timeout=60.0) as client:
+        yield client
+
+
+# ---- main ---------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor()
+    with contextlib.suppress(OSError):
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(f"\n{'scenario':<64} {'db p50':>8} {'db p99':>8} {'rt p50':>8} {'rt p99':>8} {'items':>6}  total")
+    for name, row in report["scenarios"].items():
+        db, rt = row["db"], row.get("round_trip") or {}
+        totals = db.get("totals")
+        total = (f"{totals['min']:,}–{totals['max']:,} ({totals['exact_share']:.0%} exact)" if totals else "")
+        print(f"{name:<64} {db['p50_ms']:>8.2f} {db['p99_ms']:>8.2f} {rt.get('p50_ms', float('nan')):>8.2f} "
+              f"{rt.get('p99_ms', float('nan')):>8.2f} {db['mean_items']:>6.0f}  {total}")
+    print(f"(milliseconds; db target p99 ≤ {TARGET_DB_P99_MS:.0f} ms; load average "
+          f"{report['load_average']['start']} → {report['load_average']['end']} on {report['machine']['cores']} cores)")
+    print("\nplans (EXPLAIN ANALYZE):")
+    for name, summary in report["plans"].items():
+        print(f"  {name:<44} {summary['actual_ms']:>7.2f} ms  {summary['plan']}")
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(), "machine": machine(),
+                              "load_average": {"start": [round(x, 2) for x in os.getloadavg()]},
+                              "parameters": {k: v for k, v in vars(args).items() if k != "output"}}
+    scratch = Path(tempfile.mkdtemp(prefix="bench-queries-"))
+    try:
+        with database_server(scratch) as server_url:
+            database_url = await seed(server_url, args, report)
+            engine = create_async_engine(database_url)
+            try:
+                async with engine.connect() as conn:
+                    thread_ticket = await conn.scalar(text(
+                        "SELECT ticket_id FROM replies GROUP BY ticket_id HAVING count(*) = 200 LIMIT 1"))
+                say("walking cursors for the deep pages ...")
+                scenarios = Scenarios(args, thread_ticket, await deep_cursors(engine, args.agents))
+                report["plans"] = await plans(engine, scenarios)
+                report["scenarios"] = {}
+                for name, make in scenarios.all.items():
+                    say(f"db: {name}")
+
+                    async def db_call(make: Any = make) -> AnswerBase:
+                        return await ask(engine, *make())
+
+                    report["scenarios"][name] = {"db": await measure(db_call, args.samples)}
+            finally:
+                await engine.dispose()
+            if args.round_trips:
+                with kafka_server(scratch) as bootstrap:
+                    say("starting the service and a client (consumer-group joins take a few seconds) ...")
+                    async with service_and_client(database_url, bootstrap) as client:
+                        for name, make in scenarios.all.items():
+                            say(f"round trip: {name}")
+
+                            async def rt_call(make: Any = make) -> AnswerBase:
+                                return await client.request(make()[1])  # type: ignore[no-any-return]
+
+                            report["scenarios"][name]["round_trip"] = await measure(rt_call, args.round_trips)
+            if not args.keep and os.environ.get("TICKETS_BENCH_DATABASE_URL"):
+                admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+                async with admin.connect() as conn:
+                    await conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+                await admin.dispose()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
+    report["finished_at"] = datetime.now(UTC).isoformat()
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tickets", type=int, default=1_000_000)
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--agents", type=int, default=50)
+    parser.add_argument("--samples", type=int, default=400, help="db samples per scenario")
+    parser.add_argument("--round-trips", type=int, default=200, help="round trips per scenario (0: skip)")
+    parser.add_argument("--reuse", action="store_true", help="reuse an already seeded database of the same size")
+    parser.add_argument("--keep", action="store_true", help="keep the database on TICKETS_BENCH_DATABASE_URL")
+    parser.add_argument("--output", type=Path, default=RESULTS / "queries.json")
+    args = parser.parse_args()
+    if args.agents * DEEP_PAGE * 25 > args.tickets:
+        parser.error("too few tickets for a page-50 walk of every agent")
+    report = asyncio.run(run(args))
+    print_table(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    say(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The read model on PostgreSQL: SQLAlchemy Core selects straight into contract views.
+
+Each query runs in one read-only REPEATABLE READ transaction (:func:`reading`), so a page and its
+count, or a ticket and its thread, come from the same snapshot. Which rows an actor may see is
+decided by the handlers (:mod:`service.handlers.queries`) and arrives here as a TicketFilter.
+
+Indexes serving these statements: migrations/versions/2026_11_25_a2fdac6c3948_query_indexes.py.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, any_, bindparam, func, literal, null, select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from ticket_contracts.answers import HistoryEntry
+from ticket_contracts.views import ReplyView, TicketView, TimeEntryView
+
+from service.handlers.read_model import SORT_KEYS, PageRequest, SortKey, TicketFilter, Total
+
+from . import tables
+from .explain import limited_input, plan
+
+t, r, te, ev = tables.tickets, tables.replies, tables.time_entries, tables.ticket_events
+
+#: The most planner cost units a count may take. A capped count of 10,001 entries of a partial index
+#: (index-only) costs ~800; a count that must read thousands of heap pages costs far more and gets
+#: the estimate instead: a few milliseconds of work at most, whatever the filters.
+COUNT_COST_BUDGET = 2_000.0
+
+_VIEW_FIELDS = [name for name in TicketView.model_fields if name != "time_spent_minutes"]
+_STAFF_COLUMNS = [t.c[name] for name in _VIEW_FIELDS] + [t.c.time_spent_minutes]
+#: Customers never get time spent: the column is not even read.
+_CUSTOMER_COLUMNS = [t.c[name] for name in _VIEW_FIELDS] + [null().label("time_spent_minutes")]
+_TEXT_ARRAY = ARRAY(tables.Text())
+
+
+@asynccontextmanager
+async def reading(engine: AsyncEngine) -> AsyncIterator[SqlTicketReads]:
+    """A read model on one connection, in a read-only snapshot (REPEATABLE READ)."""
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        async with conn.begin():
+            yield SqlTicketReads(conn)
+
+
+class SqlTicketReads:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def ticket(self, ticket_id: uuid.UUID, *, staff: bool) -> TicketView | None:
+        row = (await self._conn.execute(select(*_columns(staff)).where(t.c.id == ticket_id))).first()
+        return TicketView.model_validate(dict(row._mapping)) if row else None
+
+    async def tickets(self, where: TicketFilter, page: PageRequest, *, staff: bool) -> list[TicketView]:
+        stmt = ticket_page_statement(where, page, staff=staff)
+        return [TicketView.model_validate(dict(row._mapping)) for row in await self._conn.execute(stmt)]
+
+    async def count(self, where: TicketFilter, cap: int) -> Total:
+        """Exact up to ``cap`` when counting is cheap; otherwise the planner's estimate.
+
+        1. EXPLAIN (plan only, nothing runs) the capped count ``SELECT count(*) FROM (SELECT 1 …
+           LIMIT cap + 1)``: its total cost, and the rows expected under the LIMIT (the estimate).
+        2. If that cost is over COUNT_COST_BUDGET, answer the estimate (``exact=False``).
+        3. Otherwise run it. At most ``cap`` rows: the exact total. More: the larger of the
+           estimate and ``cap + 1``, ``exact=False``.
+        """
+        capped = select(func.count()).select_from(
+            select(literal(1)).select_from(t).where(*conditions(where)).limit(cap + 1).subquery())
+        node = await plan(self._conn, capped)
+        below = limited_input(node)
+        estimate = int(below["Plan Rows"]) if below is not None else 0
+        if node["Total Cost"] > COUNT_COST_BUDGET:
+            return Total(estimate, exact=False)
+        counted = await self._conn.scalar(capped)
+        if counted is not None and counted <= cap:
+            return Total(counted, exact=True)
+        return Total(max(estimate, cap + 1), exact=False)
+
+    async def replies(self, ticket_id: uuid.UUID, *, internal: bool, after: SortKey | None,
+                      limit: int) -> list[ReplyView]:
+        stmt = select(r).where(r.c.ticket_id == ticket_id)
+        if not internal:
+            stmt = stmt.where(r.c.internal.is_(False))
+        if after is not None:
+            stmt = stmt.where(_beyond([r.c.created_at, r.c.id], after, descending=False))
+        stmt = stmt.order_by(r.c.created_at, r.c.id).limit(limit + 1)
+        return [ReplyView.model_validate(dict(row._mapping)) for row in await self._conn.execute(stmt)]
+
+    async def history(self, ticket_id: uuid.UUID, after_version: int, limit: int) -> list[HistoryEntry]:
+        stmt = (select(ev.c.body).where(ev.c.ticket_id == ticket_id, ev.c.ticket_version > after_version)
+                .order_by(ev.c.ticket_version).limit(limit + 1))
+        return [_history_entry(body) for body in (await self._conn.execute(stmt)).scalars()]
+
+    async def time_entries(self, ticket_id: uuid.UUID) -> list[TimeEntryView]:
+        stmt = select(te).where(te.c.ticket_id == ticket_id).order_by(te.c.created_at, te.c.id)
+        return [TimeEntryView.model_validate(dict(row._mapping)) for row in await self._conn.execute(stmt)]
+
+
+def conditions(w: TicketFilter) -> list[ColumnElement[bool]]:
+    """The WHERE clause of a ticket filter (public for the benchmark's EXPLAINs)."""
+    where: list[ColumnElement[bool]] = []
+    if not w.include_deleted:
+        where.append(t.c.deleted_at.is_(None))
+    if w.customer_id is not None:
+        where.append(t.c.customer_id == w.customer_id)
+    if w.unassigned:
+        where.append(t.c.assignee_id.is_(None))
+    elif w.assignee_id is not None:
+        where.append(t.c.assignee_id == w.assignee_id)
+    if w.statuses:
+        where.append(_one_of(t.c.status, w.statuses))
+    if w.priorities:
+        where.append(_one_of(t.c.priority, w.priorities))
+    if w.category_id is not None:
+        where.append(t.c.category_id == w.category_id)
+    if w.created_from is not None:
+        where.append(t.c.created_at >= w.created_from)
+    if w.created_to is not None:
+        where.append(t.c.created_at < w.created_to)
+    if w.title_contains:
+        where.append(t.c.title.ilike(f"%{_escape_like(w.title_contains)}%", escape="\\"))
+    return where
+
+
+def ticket_page_statement(where: TicketFilter, page: PageRequest, *, staff: bool) -> Select[Any]:
+    """The statement :meth:`SqlTicketReads.tickets` runs (for EXPLAIN in tests and benchmarks)."""
+    keys = [t.c[name] for name in SORT_KEYS[page.sort]]
+    stmt = select(*_columns(staff)).where(*conditions(where))
+    if page.after is not None:
+        stmt = stmt.where(_beyond(keys, page.after, page.descending))
+    return stmt.order_by(*(k.desc() if page.descending else k.asc() for k in keys)).limit(page.limit + 1)
+
+
+def _columns(staff: bool) -> list[Any]:
+    return _STAFF_COLUMNS if staff else _CUSTOMER_COLUMNS
+
+
+def _beyond(keys: list[Any], after: SortKey, descending: bool) -> ColumnElement[bool]:
+    """Rows strictly after ``after`` in the sort: one row-value comparison, one index range."""
+    position = tuple_(*(bindparam(None, value, type_=key.type) for key, value in zip(keys, after, strict=True)))
+    return tuple_(*keys) < position if descending else tuple_(*keys) > position
+
+
+def _one_of(column: Any, values: tuple[str, ...]) -> ColumnElement[bool]:
+    """``=`` for one value (an index on the column then also yields its order), else ``= ANY``."""
+    if len(values) == 1:
+        return column == values[0]  # type: ignore[no-any-return]
+    return column == any_(bindparam(None, list(values), type_=_TEXT_ARRAY))  # type: ignore[no-any-return]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _history_entry(body: str) -> HistoryEntry:
+    event = json.loads(body)
+    return HistoryEntry(
+        event_id=event["event_id"], type=event["type"], ticket_version=event["ticket_version"],
+        occurred_at=event["occurred_at"], actor=event["actor"], internal=event["internal"],
+        payload=event["payload"],
+    )
