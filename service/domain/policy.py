@@ -7,16 +7,27 @@ so ticket ids cannot be probed; deleted tickets are invisible to all but admins.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import Protocol, TypeVar
 
 from .errors import Forbidden, InvalidInput, TicketNotFound
 from .values import Actor, Role
 
-if TYPE_CHECKING:
-    from .ticket import Ticket
+
+class Addressable(Protocol):
+    """What visibility needs of a ticket: the aggregate and the read side's views both have it."""
+
+    @property
+    def customer_id(self) -> uuid.UUID: ...
+
+    @property
+    def deleted_at(self) -> datetime | None: ...
 
 
-def check_visible(actor: Actor, ticket: Ticket | None, *, allow_deleted: bool = False) -> Ticket:
+T = TypeVar("T", bound=Addressable)
+
+
+def check_visible(actor: Actor, ticket: T | None, *, allow_deleted: bool = False) -> T:
     """The ticket if ``actor`` may address it at all; ``TicketNotFound`` otherwise."""
     if ticket is None:
         raise TicketNotFound()

@@ -10,22 +10,12 @@ are shown to staff only. Service accounts (``system``) read nothing: they only s
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Protocol, TypeVar
 
-from .errors import Forbidden, TicketNotFound
+from .errors import Forbidden
+from .policy import check_visible as check_readable
 from .values import Actor, Role
 
-
-class Readable(Protocol):
-    @property
-    def customer_id(self) -> uuid.UUID: ...
-
-    @property
-    def deleted_at(self) -> datetime | None: ...
-
-
-T = TypeVar("T", bound=Readable)
+__all__ = ["check_readable", "check_may_query", "check_may_see_deleted", "check_staff_only", "customer_scope"]
 
 
 def check_may_query(actor: Actor) -> None:
@@ -43,17 +33,6 @@ def check_may_see_deleted(actor: Actor, include_deleted: bool) -> None:
 def check_staff_only(actor: Actor, what: str) -> None:
     if not actor.is_staff:
         raise Forbidden(f"only agents and admins may read {what}")
-
-
-def check_readable(actor: Actor, ticket: T | None, *, allow_deleted: bool = False) -> T:
-    """The ticket if ``actor`` may read it; ``TicketNotFound`` otherwise."""
-    if ticket is None:
-        raise TicketNotFound()
-    if actor.role is Role.CUSTOMER and ticket.customer_id != actor.customer_id:
-        raise TicketNotFound()
-    if ticket.deleted_at is not None and not (allow_deleted and actor.role is Role.ADMIN):
-        raise TicketNotFound()
-    return ticket
 
 
 def customer_scope(actor: Actor, requested: uuid.UUID | None) -> uuid.UUID | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,11 +64,35 @@ def summarise(error: ValidationError, limit: int = 5) -> str:
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-def decode_command(record: Any, resolver: ActorResolver, max_bytes: int) -> Incoming | DeadLetter:
+def oversize(record: Any, max_bytes: int) -> DeadLetter | None:
+    """A dead letter for a tombstone or an over-size record; None when the size is fine."""
     value: bytes | None = record.value
-    if value is None or len(value) > max_bytes:
-        size = 0 if value is None else len(value)
-        return DeadLetter(record, "MessageTooLarge" if value else "EmptyMessage", f"{size} bytes (limit {max_bytes})")
+    if value is not None and len(value) <= max_bytes:
+        return None
+    size = 0 if value is None else len(value)
+    return DeadLetter(record, "MessageTooLarge" if value else "EmptyMessage", f"{size} bytes (limit {max_bytes})")
+
+
+def triage(record: Any, value: bytes, known_types: Iterable[str], kind: str) -> dict[str, Any] | DeadLetter:
+    """For a record that failed validation: its JSON object if it is a ``kind`` with a usable
+    envelope (so it can be answered), else the dead letter saying why it never can be."""
+    try:
+        raw = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as undecodable:
+        return DeadLetter(record, "UndecodableMessage", f"not JSON: {type(undecodable).__name__}")
+    if not isinstance(raw, dict):
+        return DeadLetter(record, "UndecodableMessage", "not a JSON object")
+    if raw.get("type") not in known_types:
+        return DeadLetter(record, "UnknownMessageType", f"unknown {kind} type {str(raw.get('type'))[:100]!r}")
+    if as_uuid(raw.get("message_id")) is None:
+        return DeadLetter(record, "InvalidEnvelope", "message_id is missing or not a UUID")
+    return raw
+
+
+def decode_command(record: Any, resolver: ActorResolver, max_bytes: int) -> Incoming | DeadLetter:
+    if (too_big := oversize(record, max_bytes)) is not None:
+        return too_big
+    value: bytes = record.value
     headers = headers_of(record)
     try:
         command = command_adapter.validate_json(value)
@@ -96,18 +121,9 @@ def decode_command(record: Any, resolver: ActorResolver, max_bytes: int) -> Inco
 
 def _invalid(record: Any, value: bytes, headers: dict[str, str], error: ValidationError,
              resolver: ActorResolver) -> Incoming | DeadLetter:
-    try:
-        raw = json.loads(value)
-    except (ValueError, UnicodeDecodeError) as undecodable:
-        return DeadLetter(record, "UndecodableMessage", f"not JSON: {type(undecodable).__name__}")
-    if not isinstance(raw, dict):
-        return DeadLetter(record, "UndecodableMessage", "not a JSON object")
-    if raw.get("type") not in COMMAND_TYPES:
-        return DeadLetter(record, "UnknownMessageType", f"unknown command type {str(raw.get('type'))[:100]!r}")
-    try:
-        uuid.UUID(str(raw.get("message_id")))
-    except ValueError:
-        return DeadLetter(record, "InvalidEnvelope", "message_id is missing or not a UUID")
+    raw = triage(record, value, COMMAND_TYPES, "command")
+    if isinstance(raw, DeadLetter):
+        return raw
     actor = None
     try:
         asserted = ContractActor.model_validate(raw.get("actor"))
@@ -124,9 +140,9 @@ def _incoming(raw: dict[str, Any], headers: dict[str, str], asserted: Any, messa
     payload = raw.get("payload") if isinstance(raw.get("payload"), dict) else {}
     return Incoming(
         message_id=message_id, command_type=str(raw["type"]),
-        correlation_id=_uuid(raw.get("correlation_id")) or _header_uuid(headers) or message_id,
+        correlation_id=as_uuid(raw.get("correlation_id")) or _header_uuid(headers) or message_id,
         reply_to=_usable_reply_to(headers), actor=None,
-        ticket_id=_uuid(payload.get("ticket_id")), invalid=message, invalid_reason=reason,
+        ticket_id=as_uuid(payload.get("ticket_id")), invalid=message, invalid_reason=reason,
     )
 
 
@@ -135,7 +151,7 @@ def _usable_reply_to(headers: dict[str, str]) -> str | None:
     return reply_to if reply_to and not reply_topic_problem(reply_to) else None
 
 
-def _uuid(value: Any) -> uuid.UUID | None:
+def as_uuid(value: Any) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(value)) if value else None
     except ValueError:
@@ -143,4 +159,4 @@ def _uuid(value: Any) -> uuid.UUID | None:
 
 
 def _header_uuid(headers: dict[str, str]) -> uuid.UUID | None:
-    return _uuid(headers.get(HEADER_CORRELATION_ID))
+    return as_uuid(headers.get(HEADER_CORRELATION_ID))

@@ -8,8 +8,6 @@ error (``validation_error`` / ``forbidden``) instead of being run.
 
 from __future__ import annotations
 
-import json
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, get_args
@@ -22,12 +20,9 @@ from service.adapters.auth import ActorResolver
 from service.domain.errors import DomainError
 from service.domain.values import Actor
 
-from .decoding import DeadLetter, headers_of, summarise
+from .decoding import DeadLetter, as_uuid, headers_of, oversize, reply_topic_problem, summarise, triage
 
 QUERY_TYPES = frozenset(model.model_fields["type"].default for model in get_args(get_args(Query)[0]))
-_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-#: Answers never go to the service's own topics: a forged reply_to must not inject into them.
-_OWN_TOPICS = frozenset(topics.ALL_TOPICS)
 
 
 @dataclass(slots=True)
@@ -44,10 +39,9 @@ class IncomingQuery:
 
 
 def decode_query(record: Any, resolver: ActorResolver, max_bytes: int) -> IncomingQuery | DeadLetter:
-    value: bytes | None = record.value
-    if value is None or len(value) > max_bytes:
-        size = 0 if value is None else len(value)
-        return DeadLetter(record, "MessageTooLarge" if value else "EmptyMessage", f"{size} bytes (limit {max_bytes})")
+    if (too_big := oversize(record, max_bytes)) is not None:
+        return too_big
+    value: bytes = record.value
     try:
         query: QueryBase = query_adapter.validate_json(value)  # type: ignore[assignment]
     except ValidationError as error:
@@ -65,22 +59,15 @@ def decode_query(record: Any, resolver: ActorResolver, max_bytes: int) -> Incomi
 
 
 def _invalid(record: Any, value: bytes, error: ValidationError) -> IncomingQuery | DeadLetter:
-    try:
-        raw = json.loads(value)
-    except (ValueError, UnicodeDecodeError) as undecodable:
-        return DeadLetter(record, "UndecodableMessage", f"not JSON: {type(undecodable).__name__}")
-    if not isinstance(raw, dict):
-        return DeadLetter(record, "UndecodableMessage", "not a JSON object")
-    if raw.get("type") not in QUERY_TYPES:
-        return DeadLetter(record, "UnknownMessageType", f"unknown query type {str(raw.get('type'))[:100]!r}")
-    message_id = _uuid(raw.get("message_id"))
-    if message_id is None:
-        return DeadLetter(record, "InvalidEnvelope", "message_id is missing or not a UUID")
+    raw = triage(record, value, QUERY_TYPES, "query")
+    if isinstance(raw, DeadLetter):
+        return raw
+    message_id = uuid.UUID(str(raw["message_id"]))
     reply_to = _reply_to(record)
     if isinstance(reply_to, DeadLetter):
         return reply_to
     return IncomingQuery(record, reply_to, message_id, str(raw["type"]),
-                         _uuid(raw.get("correlation_id")) or message_id,
+                         as_uuid(raw.get("correlation_id")) or message_id,
                          refusal=("validation_error", summarise(error)))
 
 
@@ -88,15 +75,8 @@ def _reply_to(record: Any) -> str | DeadLetter:
     reply_to = headers_of(record).get(topics.HEADER_REPLY_TO, "")
     if not reply_to:
         return DeadLetter(record, "MissingReplyTo", "a query needs a reply_to header: its answer has nowhere to go")
-    if not _TOPIC_NAME.match(reply_to) or reply_to in (".", ".."):
-        return DeadLetter(record, "InvalidReplyTo", "reply_to is not a valid topic name")
-    if reply_to in _OWN_TOPICS:
-        return DeadLetter(record, "InvalidReplyTo", "reply_to names one of the ticket service's own topics")
+    if problem := reply_topic_problem(reply_to):
+        return DeadLetter(record, "InvalidReplyTo", problem)
     return reply_to
 
 
-def _uuid(value: Any) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value)) if value else None
-    except ValueError:
-        return None
