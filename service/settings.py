@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     )
     fetch_max_wait_ms: int = Field(10, description="Consumer fetch wait; ~10 ms suits low latency.")
     batch_max_records: int = Field(200, description="Most commands handled in one transaction.")
-    batch_timeout_ms: int = Field(100, description="How long one poll for a batch waits.")
+    batch_timeout_ms: int = Field(
+        10, description="How long one poll for a batch waits (FastStream also pauses this long after an empty poll)."
+    )
     max_message_bytes: int = Field(1_048_576, description="Larger input messages go to the DLQ.")
     producer_max_request_bytes: int = Field(
         16 * 1_048_576, description="Producer request limit; large enough to dead-letter over-size input unchanged."

@@ -2,42 +2,31 @@
 
 The shapes are those of ``ticket_contracts.events`` / ``results``; tests validate every
 serialised message against the contract models, so the two cannot drift apart unnoticed.
+orjson writes UUIDs, aware datetimes (RFC 3339), enums and dataclasses natively, several times
+faster than the standard library on this hot path.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import uuid
-from datetime import datetime
-from enum import Enum
 from typing import Any
 
+import orjson
+
 from service.domain.events import DomainEvent
-from service.domain.ticket import Reply, TimeEntry
 from service.domain.values import Actor
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, uuid.UUID):
+    if isinstance(value, uuid.UUID):  # asyncpg's own UUID subclass, which orjson does not take as one
         return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _child(value)
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=_default, separators=(",", ":"))
-
-
-def _child(value: Reply | TimeEntry | Any) -> dict[str, Any]:
-    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return orjson.dumps(value, default=_default).decode()
 
 
 def actor_dict(actor: Actor) -> dict[str, Any]:

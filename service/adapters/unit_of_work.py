@@ -42,6 +42,8 @@ class SqlUnitOfWork:
         self.conn: AsyncConnection
         self._tx: AsyncTransaction | None = None
         self._tickets: dict[uuid.UUID, Ticket] = {}
+        #: Ids looked up and not found, so a create does not ask again for the ticket it makes.
+        self._absent: set[uuid.UUID] = set()
         self._new: dict[uuid.UUID, Ticket] = {}
         self._events: list[dict[str, Any]] = []
         self._inbox: list[dict[str, Any]] = []
@@ -63,7 +65,7 @@ class SqlUnitOfWork:
     # ---- reads ----------------------------------------------------------------------------
     async def lock_tickets(self, ids: Iterable[uuid.UUID]) -> None:
         """Load and lock (FOR UPDATE, in id order) the tickets the batch addresses."""
-        wanted = sorted({i for i in ids if i not in self._tickets})
+        wanted = sorted({i for i in ids if i not in self._tickets and i not in self._absent})
         if not wanted:
             return
         stmt = (
@@ -72,6 +74,7 @@ class SqlUnitOfWork:
         for row in await self.conn.execute(stmt, {"ids": wanted}):
             ticket = ticket_from_row(row)
             self._tickets[ticket.id] = ticket
+        self._absent.update(i for i in wanted if i not in self._tickets)
 
     def get(self, ticket_id: uuid.UUID) -> Ticket | None:
         return self._tickets.get(ticket_id)

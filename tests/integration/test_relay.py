@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
-from faststream.kafka import KafkaBroker
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from ticket_contracts import AddReply, ChangeStatus, CreateTicket, LogTime, UpdateTicket, new_id, topics
@@ -40,8 +40,8 @@ async def engine(database_server_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture(scope="module")
-async def broker(kafka_bootstrap: str) -> AsyncIterator[KafkaBroker]:
-    broker = KafkaBroker(kafka_bootstrap)
+async def broker(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    broker = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await broker.start()
     yield broker
     await broker.stop()
@@ -67,7 +67,7 @@ class Publish:
     some topics: the message is never sent and its acknowledgement fails; ``hold``: the
     acknowledgement waits until ``up`` again (or for ever, if the relay is stopped first)."""
 
-    def __init__(self, broker: KafkaBroker) -> None:
+    def __init__(self, broker: AIOKafkaProducer) -> None:
         self._publish = _publisher(broker)
         self.mode = "up"
         self.no_ack_topics: set[str] = set()
@@ -161,7 +161,7 @@ def _key(ticket_id: uuid.UUID) -> bytes:
 
 # ---- the happy path -------------------------------------------------------------------------
 async def test_publishes_history_in_version_order_and_results_to_both_topics_then_marks_them(
-    engine: AsyncEngine, broker: KafkaBroker, reader: TopicReader, reply_topic: str,
+    engine: AsyncEngine, broker: AIOKafkaProducer, reader: TopicReader, reply_topic: str,
 ) -> None:
     first, second, agent = new_id(), new_id(), staff()
     outcomes = await _handle(engine, _create(first), _create(second), reply_to=reply_topic)
@@ -206,7 +206,7 @@ async def test_publishes_history_in_version_order_and_results_to_both_topics_the
 
 # ---- failover --------------------------------------------------------------------------------
 async def test_only_one_relay_is_active_and_the_other_takes_over_what_remains(
-    engine: AsyncEngine, broker: KafkaBroker, reader: TopicReader,
+    engine: AsyncEngine, broker: AIOKafkaProducer, reader: TopicReader,
 ) -> None:
     async with relaying(engine, Publish(broker)) as a, relaying(engine, Publish(broker)) as b:
         await eventually(lambda: a.relay.active or b.relay.active, what="a relay to become active")
@@ -237,7 +237,7 @@ async def test_only_one_relay_is_active_and_the_other_takes_over_what_remains(
 
 
 async def test_when_the_active_relay_loses_its_connection_a_relay_resumes(
-    engine: AsyncEngine, broker: KafkaBroker, reader: TopicReader,
+    engine: AsyncEngine, broker: AIOKafkaProducer, reader: TopicReader,
 ) -> None:
     async with relaying(engine, Publish(broker)) as a, relaying(engine, Publish(broker)) as b:
         await eventually(lambda: a.relay.active or b.relay.active, what="a relay to become active")
@@ -259,7 +259,7 @@ async def test_when_the_active_relay_loses_its_connection_a_relay_resumes(
 
 # ---- broker trouble --------------------------------------------------------------------------
 async def test_a_broker_outage_is_retried_and_nothing_unacknowledged_is_marked(
-    engine: AsyncEngine, broker: KafkaBroker, reader: TopicReader,
+    engine: AsyncEngine, broker: AIOKafkaProducer, reader: TopicReader,
 ) -> None:
     publish = Publish(broker)
     publish.set("down")
@@ -286,7 +286,7 @@ async def test_a_broker_outage_is_retried_and_nothing_unacknowledged_is_marked(
 
 
 async def test_rows_are_marked_only_after_every_acknowledgement(
-    engine: AsyncEngine, broker: KafkaBroker, reader: TopicReader,
+    engine: AsyncEngine, broker: AIOKafkaProducer, reader: TopicReader,
 ) -> None:
     publish = Publish(broker)
     publish.set("hold")
@@ -303,7 +303,7 @@ async def test_rows_are_marked_only_after_every_acknowledgement(
 
 # ---- transactions -----------------------------------------------------------------------------
 async def test_rolled_back_work_is_never_published_and_work_committed_late_still_is(
-    engine: AsyncEngine, broker: KafkaBroker, reader: TopicReader,
+    engine: AsyncEngine, broker: AIOKafkaProducer, reader: TopicReader,
 ) -> None:
     late_id, doomed_id, early_id, last_id = new_id(), new_id(), new_id(), new_id()
     publish = Publish(broker)
@@ -334,7 +334,7 @@ async def test_rolled_back_work_is_never_published_and_work_committed_late_still
 
 
 async def test_notify_wakes_the_relay_long_before_the_poll_interval(
-    engine: AsyncEngine, broker: KafkaBroker, reader: TopicReader,
+    engine: AsyncEngine, broker: AIOKafkaProducer, reader: TopicReader,
 ) -> None:
     async with relaying(engine, Publish(broker), poll=60.0) as running:
         await eventually(lambda: running.relay.active, what="the relay to become active")
@@ -355,7 +355,7 @@ async def test_an_undeliverable_reply_to_does_not_hold_back_other_results(
     """A client names a reply topic the broker refuses (here an invalid name; with topic auto-creation
     off, as in docker-compose.yml, any missing topic): its result still goes to the results topic,
     and the results after it are not blocked behind it for ever."""
-    broker = KafkaBroker(kafka_bootstrap, request_timeout_ms=2_000)  # how long the broker gets to refuse
+    broker = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, request_timeout_ms=2_000)  # how long the broker gets to refuse
     await broker.start()
     try:
         bad, good = new_id(), new_id()
