@@ -21,6 +21,7 @@ from service.domain.ticket import Ticket
 from service.domain.values import DirectoryUser
 
 from . import tables as t
+from .batch_changes import BatchChanges
 from .rows import TICKET_COLUMNS, reply_to_row, ticket_from_row, ticket_to_row, time_entry_to_row, user_from_row
 
 NOTIFY_CHANNEL = "tickets_outbox"
@@ -34,21 +35,14 @@ class StoredResult:
     reply_to: str | None
 
 
-class SqlUnitOfWork:
+class SqlUnitOfWork(BatchChanges):
     """Opened with ``async with``; rolls back unless :meth:`commit` ran."""
 
     def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__()
         self._engine = engine
         self.conn: AsyncConnection
         self._tx: AsyncTransaction | None = None
-        self._tickets: dict[uuid.UUID, Ticket] = {}
-        #: Ids looked up and not found, so a create does not ask again for the ticket it makes.
-        self._absent: set[uuid.UUID] = set()
-        self._new: dict[uuid.UUID, Ticket] = {}
-        self._events: list[dict[str, Any]] = []
-        self._inbox: list[dict[str, Any]] = []
-        self._emails: dict[str, dict[str, Any]] = {}
-        self._numbers: list[int] = []
 
     async def __aenter__(self) -> SqlUnitOfWork:
         self.conn = await self._engine.connect()
@@ -75,9 +69,6 @@ class SqlUnitOfWork:
             ticket = ticket_from_row(row)
             self._tickets[ticket.id] = ticket
         self._absent.update(i for i in wanted if i not in self._tickets)
-
-    def get(self, ticket_id: uuid.UUID) -> Ticket | None:
-        return self._tickets.get(ticket_id)
 
     async def load(self, ticket_id: uuid.UUID) -> Ticket | None:
         await self.lock_tickets([ticket_id])
@@ -124,38 +115,6 @@ class SqlUnitOfWork:
             return
         stmt = select(func.nextval("ticket_number_seq")).select_from(func.generate_series(1, count))
         self._numbers.extend((await self.conn.execute(stmt)).scalars())
-
-    async def next_number(self) -> int:
-        if not self._numbers:
-            await self.reserve_numbers(1)
-        return self._numbers.pop(0)
-
-    # ---- writes ---------------------------------------------------------------------------
-    def add(self, ticket: Ticket) -> None:
-        self._tickets[ticket.id] = ticket
-        self._new[ticket.id] = ticket
-
-    def undo(self, ticket_id: uuid.UUID | None, before: Ticket | None, command_id: uuid.UUID) -> None:
-        """Forget what a failed command did in memory: its ticket state and its email rows."""
-        if ticket_id is not None:
-            if before is None:
-                self._tickets.pop(ticket_id, None)
-                self._new.pop(ticket_id, None)
-            else:
-                self._tickets[ticket_id] = before
-                if ticket_id in self._new:
-                    self._new[ticket_id] = before
-        self._emails = {k: v for k, v in self._emails.items() if v["command_id"] != command_id}
-
-    def record_events(self, rows: list[dict[str, Any]]) -> None:
-        self._events.extend(rows)
-
-    def record_processed(self, row: dict[str, Any]) -> None:
-        self._inbox.append(row)
-
-    def record_email(self, row: dict[str, Any]) -> None:
-        """Remember an email Message-ID; a later row for the same id replaces the earlier."""
-        self._emails[row["message_id"]] = row
 
     async def commit(self, touched: Iterable[Ticket]) -> None:
         """Write every change of the batch, then COMMIT."""

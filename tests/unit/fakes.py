@@ -22,6 +22,7 @@ from ticket_contracts import commands as c
 from ticket_contracts.envelope import Actor as ContractActor
 
 from service.adapters.rows import ticket_from_row, ticket_to_row
+from service.adapters.batch_changes import BatchChanges
 from service.adapters.unit_of_work import StoredResult
 from service.domain.ticket import Ticket, format_number
 from service.domain.values import Actor, DirectoryUser, Role, Status
@@ -32,7 +33,7 @@ class FakeIntegrityError(Exception):
     """A unique key the database would have refused; nothing of the batch is written."""
 
 
-class FakeUnitOfWork:
+class FakeUnitOfWork(BatchChanges):
     def __init__(self) -> None:
         # committed state ("the database")
         self.tickets: dict[uuid.UUID, dict[str, Any]] = {}
@@ -48,12 +49,7 @@ class FakeUnitOfWork:
         self._reset()
 
     def _reset(self) -> None:
-        self._tickets: dict[uuid.UUID, Ticket] = {}
-        self._new: dict[uuid.UUID, Ticket] = {}
-        self._events: list[dict[str, Any]] = []
-        self._inbox: list[dict[str, Any]] = []
-        self._emails: dict[str, dict[str, Any]] = {}
-        self._numbers: list[int] = []
+        BatchChanges.__init__(self)
 
     async def __aenter__(self) -> FakeUnitOfWork:
         assert not self._open, "the unit of work is already open"
@@ -74,9 +70,6 @@ class FakeUnitOfWork:
         for ticket_id in sorted({i for i in ids if i not in self._tickets}):
             if ticket_id in self.tickets:
                 self._tickets[ticket_id] = _ticket(self.tickets[ticket_id])
-
-    def get(self, ticket_id: uuid.UUID) -> Ticket | None:
-        return self._tickets.get(ticket_id)
 
     async def load(self, ticket_id: uuid.UUID) -> Ticket | None:
         await self.lock_tickets([ticket_id])
@@ -110,36 +103,6 @@ class FakeUnitOfWork:
     async def reserve_numbers(self, count: int) -> None:
         self._check_open()
         self._numbers.extend(next(self._sequence) for _ in range(max(count, 0)))
-
-    async def next_number(self) -> int:
-        if not self._numbers:
-            await self.reserve_numbers(1)
-        return self._numbers.pop(0)
-
-    # ---- writes ---------------------------------------------------------------------------
-    def add(self, ticket: Ticket) -> None:
-        self._tickets[ticket.id] = ticket
-        self._new[ticket.id] = ticket
-
-    def undo(self, ticket_id: uuid.UUID | None, before: Ticket | None, command_id: uuid.UUID) -> None:
-        if ticket_id is not None:
-            if before is None:
-                self._tickets.pop(ticket_id, None)
-                self._new.pop(ticket_id, None)
-            else:
-                self._tickets[ticket_id] = before
-                if ticket_id in self._new:
-                    self._new[ticket_id] = before
-        self._emails = {k: v for k, v in self._emails.items() if v["command_id"] != command_id}
-
-    def record_events(self, rows: list[dict[str, Any]]) -> None:
-        self._events.extend(rows)
-
-    def record_processed(self, row: dict[str, Any]) -> None:
-        self._inbox.append(row)
-
-    def record_email(self, row: dict[str, Any]) -> None:
-        self._emails[row["message_id"]] = row
 
     async def commit(self, touched: Iterable[Ticket]) -> None:
         """Check every unique key first, then write everything: all or nothing."""
