@@ -73,8 +73,9 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
     async def open_database() -> None:
         if settings.auth_mode == "trust":
             log.warning("AUTH MODE IS 'trust': actors are taken from the envelope unverified — development only")
-        rt.engine = create_async_engine(settings.database_url, pool_size=settings.database_pool_size,
-                                        pool_pre_ping=True)
+        # No pre-ping (a round trip per checkout): a dead connection fails its statement, which is a
+        # transient error the callers retry on a fresh connection.
+        rt.engine = create_async_engine(settings.database_url, pool_size=settings.database_pool_size)
         if settings.check_schema_on_start:
             await check_schema_at_head(rt.engine)
 
@@ -82,7 +83,7 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
     async def start_background() -> None:
         # linger_ms stays 0: with a linger, aiokafka and the embedded broker were seen to loop on
         # metadata for a reply topic and to stall stop() for the request timeout (40 s).
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap,
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, max_batch_size=1 << 20,
                                     max_request_size=settings.producer_max_request_bytes,
                                     client_id=f"ticket-service-relay-{settings.instance_id}")
         await producer.start()

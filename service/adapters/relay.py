@@ -27,12 +27,15 @@ log = get_logger(__name__)
 RELAY_LOCK_KEY = 0x7469636B  # "tick"
 Publish = Callable[[bytes, str, bytes | None], Awaitable[Awaitable[Any]]]
 
-_EVENTS = """SELECT seq, ticket_id, body FROM ticket_events
-             WHERE published_at IS NULL ORDER BY seq LIMIT $1"""
-_RESULTS = """SELECT seq, ticket_id, result, reply_to FROM processed_commands
-              WHERE result_published_at IS NULL ORDER BY seq LIMIT $1"""
-_MARK_EVENTS = "UPDATE ticket_events SET published_at = now() WHERE seq = ANY($1::bigint[])"
-_MARK_RESULTS = "UPDATE processed_commands SET result_published_at = now() WHERE seq = ANY($1::bigint[])"
+#: One round trip for both outboxes: the oldest unpublished events (in seq order, which per ticket is
+#: ticket_version order), then the oldest unpublished results.
+_UNPUBLISHED = """(SELECT 'e' AS kind, seq, ticket_id, body, NULL::text AS reply_to FROM ticket_events
+                    WHERE published_at IS NULL ORDER BY seq LIMIT $1)
+                 UNION ALL
+                 (SELECT 'r', seq, ticket_id, result, reply_to FROM processed_commands
+                    WHERE result_published_at IS NULL ORDER BY seq LIMIT $1)"""
+_MARK = """WITH events AS (UPDATE ticket_events SET published_at = now() WHERE seq = ANY($1::bigint[]))
+           UPDATE processed_commands SET result_published_at = now() WHERE seq = ANY($2::bigint[])"""
 BACKLOG_SQL = """SELECT (SELECT count(*) FROM ticket_events WHERE published_at IS NULL)
                    + (SELECT count(*) FROM processed_commands WHERE result_published_at IS NULL)"""
 
@@ -86,17 +89,17 @@ class OutboxRelay:
             await _close(conn)
 
     async def _round(self, conn: asyncpg.Connection) -> int:
-        events = await conn.fetch(_EVENTS, self._batch)
-        if events:
-            await self._send([(r["body"], topics.EVENTS, r["ticket_id"]) for r in events])
-            await conn.execute(_MARK_EVENTS, [r["seq"] for r in events])
-            self._metrics.published.labels("event").inc(len(events))
-        results = await conn.fetch(_RESULTS, self._batch)
-        if results:
-            replies = [(r["result"], r["reply_to"], r["ticket_id"]) for r in results if r["reply_to"]]
-            await self._send([(r["result"], topics.COMMAND_RESULTS, r["ticket_id"]) for r in results], replies)
-            await conn.execute(_MARK_RESULTS, [r["seq"] for r in results])
-            self._metrics.published.labels("result").inc(len(results))
+        rows = await conn.fetch(_UNPUBLISHED, self._batch)
+        if not rows:
+            return 0
+        events = [r for r in rows if r["kind"] == "e"]
+        results = [r for r in rows if r["kind"] == "r"]
+        replies = [(r["body"], r["reply_to"], r["ticket_id"]) for r in results if r["reply_to"]]
+        await self._send([(r["body"], topics.EVENTS, r["ticket_id"]) for r in events]
+                         + [(r["body"], topics.COMMAND_RESULTS, r["ticket_id"]) for r in results], replies)
+        await conn.execute(_MARK, [r["seq"] for r in events], [r["seq"] for r in results])
+        self._metrics.published.labels("event").inc(len(events))
+        self._metrics.published.labels("result").inc(len(results))
         return max(len(events), len(results))
 
     async def _send(self, messages: list[tuple[str, str, Any]],

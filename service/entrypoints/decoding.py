@@ -103,7 +103,7 @@ def decode_command(record: Any, resolver: ActorResolver, max_bytes: int) -> Inco
     except DomainError as denied:
         return _incoming(command.model_dump(mode="json"), headers, command.actor, denied.message, denied.code)
     problem = None
-    if _NUL.search(value) and command.type != "ticket.ingest_email":  # the gateway's mail is cleaned instead
+    if b"\\u0000" in value and _NUL.search(value) and command.type != "ticket.ingest_email":  # the gateway's mail is cleaned instead
         problem = NUL_MESSAGE
     elif headers.get(HEADER_REPLY_TO) and reply_topic_problem(headers[HEADER_REPLY_TO]):
         problem = BAD_REPLY_TO
