@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
 
     @app.on_shutdown
     async def stop_accepting() -> None:
-        rt.ready, rt.stopping = False, True
+        rt.ready = False
 
     @app.after_shutdown
     async def stop_background() -> None:

@@ -23,7 +23,6 @@ class Runtime:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     ready: bool = False
     relay_active: bool = False
-    stopping: bool = False
 
     @property
     def engine(self) -> AsyncEngine:

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import events as ev
 from .errors import Conflict, InvalidAssignee, InvalidTransition
-from .policy import check_admin, check_not_system, check_reply, check_staff, check_update_fields, check_visible
+from .policy import check_admin, check_not_system, check_reply, check_staff, check_update_fields
 from .status import check_not_closed, check_transition, is_reopening
 from .values import Actor, DirectoryUser, Role, Status
 
@@ -190,9 +190,6 @@ class Ticket:
         self._record(ev.TICKET_RESTORED, now, {})
 
     # ---- helpers --------------------------------------------------------------------------
-    def visible_to(self, actor: Actor, *, allow_deleted: bool = False) -> Ticket:
-        return check_visible(actor, self, allow_deleted=allow_deleted)
-
     def _move_after_reply(self, actor: Actor, now: datetime) -> None:
         if actor.role is Role.CUSTOMER and self.status in (Status.PENDING, Status.RESOLVED):
             self._move(Status.OPEN, "customer replied", now, automatic=True)

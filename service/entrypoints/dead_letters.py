@@ -24,11 +24,8 @@ class DeadLetters:
         self._broker = broker
         self._metrics = metrics
 
-    async def send(self, record: Any, error_class: str, error_message: str) -> None:
-        """Publish and await; raises on a broker failure so the caller retries, never drops."""
-        await self.send_many([(record, error_class, error_message)])
-
     async def send_many(self, letters: list[tuple[Any, str, str]]) -> None:
+        """Publish and await every letter; raises on a broker failure so the caller retries, never drops."""
         sends = []
         for record, error_class, error_message in letters:
             headers = headers_of(record) | {
