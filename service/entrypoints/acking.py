@@ -12,10 +12,25 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from faststream.middlewares import AckPolicy
+
 from service.logging import get_logger
 from service.runtime import Runtime
+from service.settings import Settings
 
 log = get_logger(__name__)
+
+
+def batch_subscription(settings: Settings, topic: str, group: str, description: str) -> dict[str, Any]:
+    """The subscription every input uses: batches, its own consumer group starting at the earliest
+    offset, manual acknowledgement (never ACK_FIRST), raw records, and no automatic reply."""
+    return dict(
+        group_id=f"{settings.consumer_group}.{group}", batch=True, max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms, fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, decoder=raw_records,
+        no_reply=True,  # the handlers publish what they answer; FastStream would also send their None
+        title=topic, description=description,
+    )
 
 
 async def raw_records(msg: Any, original: Any = None) -> Any:

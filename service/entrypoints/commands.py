@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 from faststream.kafka import KafkaRouter
-from faststream.middlewares import AckPolicy
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from ticket_contracts import topics
 from ticket_contracts.commands import Command
@@ -25,7 +24,7 @@ from service.handlers.batch import Incoming, Outcome, handle_batch
 from service.logging import get_logger
 from service.runtime import Runtime
 
-from .acking import ack_after, raw_records
+from .acking import ack_after, batch_subscription
 from .decoding import DeadLetter, decode_command
 from .dead_letters import DeadLetters
 
@@ -38,12 +37,8 @@ def command_router(rt: Runtime) -> KafkaRouter:
     router = KafkaRouter()
     dead_letters = DeadLetters(rt.broker, rt.metrics)
 
-    @router.subscriber(
-        topics.COMMANDS, group_id=f"{s.consumer_group}.commands", batch=True, max_records=s.batch_max_records,
-        batch_timeout_ms=s.batch_timeout_ms, fetch_max_wait_ms=s.fetch_max_wait_ms,
-        auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, decoder=raw_records, no_reply=True,
-        title="tickets.commands.v1", description="Commands, keyed by ticket id; one result per distinct message_id.",
-    )
+    @router.subscriber(topics.COMMANDS, **batch_subscription(
+        s, topics.COMMANDS, "commands", "Commands, keyed by ticket id; one result per distinct message_id."))
     async def on_commands(body: list[Command]) -> None:
         records: tuple[Any, ...] = body  # type: ignore[assignment]  # raw records, see raw_records
         await ack_after(rt, lambda: _on_commands(records), what="commands")

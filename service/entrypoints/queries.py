@@ -15,7 +15,6 @@ from collections.abc import Awaitable
 from typing import Any
 
 from faststream.kafka import KafkaRouter
-from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 from ticket_contracts import topics
 from ticket_contracts.answers import AnswerBase, ErrorAnswer
@@ -28,7 +27,7 @@ from service.handlers.queries import answer
 from service.logging import get_logger
 from service.runtime import Runtime
 
-from .acking import ack_after, raw_records
+from .acking import ack_after, batch_subscription
 from .dead_letters import DeadLetters
 from .decoding import DeadLetter, summarise
 from .query_decoding import IncomingQuery, decode_query
@@ -44,13 +43,8 @@ def query_router(rt: Runtime) -> KafkaRouter:
     #: Queries of one batch answered at once; half the pool, so commands always find connections.
     concurrency = asyncio.Semaphore(max(1, s.database_pool_size // 2))
 
-    @router.subscriber(
-        topics.QUERIES, group_id=f"{s.consumer_group}.queries", batch=True, max_records=s.batch_max_records,
-        batch_timeout_ms=s.batch_timeout_ms, fetch_max_wait_ms=s.fetch_max_wait_ms,
-        auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, decoder=raw_records,
-        no_reply=True,  # we publish the answers; FastStream would also send the handler's None to reply_to
-        title="tickets.queries.v1", description="Queries; the answer goes to the reply_to header's topic.",
-    )
+    @router.subscriber(topics.QUERIES, **batch_subscription(
+        s, topics.QUERIES, "queries", "Queries; the answer goes to the reply_to header's topic."))
     async def on_queries(body: list[Query]) -> None:
         records: tuple[Any, ...] = body  # type: ignore[assignment]  # raw records, see raw_records
         await ack_after(rt, lambda: _on_queries(records), what="queries")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from faststream.kafka import KafkaRouter
-from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 from ticket_contracts import topics
 from ticket_contracts.users import UserDeactivated, UserEvent, UserUpserted, user_event_adapter
@@ -14,7 +13,7 @@ from service.adapters.retry import retry_transient
 from service.adapters.user_directory import apply_user_changes
 from service.runtime import Runtime
 
-from .acking import ack_after, raw_records
+from .acking import ack_after, batch_subscription
 from .dead_letters import DeadLetters
 from .decoding import summarise
 
@@ -24,12 +23,8 @@ def user_events_router(rt: Runtime) -> KafkaRouter:
     router = KafkaRouter()
     dead_letters = DeadLetters(rt.broker, rt.metrics)
 
-    @router.subscriber(
-        topics.USER_EVENTS, group_id=f"{s.consumer_group}.user_events", batch=True, max_records=s.batch_max_records,
-        batch_timeout_ms=s.batch_timeout_ms, fetch_max_wait_ms=s.fetch_max_wait_ms,
-        auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, decoder=raw_records, no_reply=True,
-        title="users.events.v1", description="User directory changes from the identity service, keyed by user id.",
-    )
+    @router.subscriber(topics.USER_EVENTS, **batch_subscription(
+        s, topics.USER_EVENTS, "user_events", "User directory changes from the identity service, keyed by user id."))
     async def on_user_events(body: list[UserEvent]) -> None:
         records: tuple[Any, ...] = body  # type: ignore[assignment]
         await ack_after(rt, lambda: _apply(records), what="user events")
