@@ -25,7 +25,7 @@ from service.logging import get_logger
 from service.runtime import Runtime
 
 from .acking import ack_after, batch_subscription
-from .decoding import DeadLetter, decode_command
+from .decoding import Letter, decode_command, split_decoded
 from .dead_letters import DeadLetters
 
 log = get_logger(__name__)
@@ -45,16 +45,9 @@ def command_router(rt: Runtime) -> KafkaRouter:
 
     async def _on_commands(records: tuple[Any, ...]) -> None:
         started = time.perf_counter()
-        items: list[Incoming] = []
-        sources: list[Any] = []
-        dead: list[tuple[Any, str, str]] = []
-        for record in records:
-            decoded = decode_command(record, rt.resolver, s.max_message_bytes)
-            if isinstance(decoded, DeadLetter):
-                dead.append((decoded.record, decoded.error_class, decoded.error_message))
-            else:
-                items.append(decoded)
-                sources.append(record)
+        decoded, dead = split_decoded(records, lambda r: decode_command(r, rt.resolver, s.max_message_bytes))
+        sources = [record for record, _ in decoded]
+        items: list[Incoming] = [item for _, item in decoded]
         outcomes = await _handle(rt, items) if items else []
         crashed = [(record, type(o.error).__name__, str(o.error)[:500])
                    for record, o in zip(sources, outcomes, strict=True) if o.status == "failed"]
@@ -95,7 +88,7 @@ async def _handle(rt: Runtime, items: list[Incoming]) -> list[Outcome]:
     return outcomes
 
 
-async def _send_out(rt: Runtime, dead_letters: DeadLetters, dead: list[tuple[Any, str, str]],
+async def _send_out(rt: Runtime, dead_letters: DeadLetters, dead: list[Letter],
                     outcomes: list[Outcome]) -> None:
     """Dead letters and the re-sent results of duplicates; the reply_to copies are best effort,
     like the relay's: a client's topic that the broker refuses must not stall the partition."""

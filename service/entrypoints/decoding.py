@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from ticket_contracts.commands import COMMAND_TYPES, command_adapter
@@ -48,6 +48,24 @@ class DeadLetter:
     record: Any
     error_class: str
     error_message: str
+
+
+T = TypeVar("T")
+Letter = tuple[Any, str, str]  # (record, error class, error message)
+
+
+def split_decoded(records: Iterable[Any], decode: Callable[[Any], T | DeadLetter]
+                  ) -> tuple[list[tuple[Any, T]], list[Letter]]:
+    """Decode every record: (record, decoded) pairs to handle, and letters for the DLQ."""
+    good: list[tuple[Any, T]] = []
+    dead: list[Letter] = []
+    for record in records:
+        decoded = decode(record)
+        if isinstance(decoded, DeadLetter):
+            dead.append((decoded.record, decoded.error_class, decoded.error_message))
+        else:
+            good.append((record, decoded))
+    return good, dead
 
 
 def headers_of(record: Any) -> dict[str, str]:

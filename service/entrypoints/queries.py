@@ -29,11 +29,10 @@ from service.runtime import Runtime
 
 from .acking import ack_after, batch_subscription
 from .dead_letters import DeadLetters
-from .decoding import DeadLetter, summarise
+from .decoding import Letter, split_decoded, summarise
 from .query_decoding import IncomingQuery, decode_query
 
 log = get_logger(__name__)
-Letter = tuple[Any, str, str]
 
 
 def query_router(rt: Runtime) -> KafkaRouter:
@@ -50,14 +49,8 @@ def query_router(rt: Runtime) -> KafkaRouter:
         await ack_after(rt, lambda: _on_queries(records), what="queries")
 
     async def _on_queries(records: tuple[Any, ...]) -> None:
-        incoming: list[IncomingQuery] = []
-        dead: list[Letter] = []
-        for record in records:
-            decoded = decode_query(record, rt.resolver, s.max_message_bytes)
-            if isinstance(decoded, DeadLetter):
-                dead.append((decoded.record, decoded.error_class, decoded.error_message))
-            else:
-                incoming.append(decoded)
+        decoded, dead = split_decoded(records, lambda r: decode_query(r, rt.resolver, s.max_message_bytes))
+        incoming: list[IncomingQuery] = [item for _, item in decoded]
         outcomes = await asyncio.gather(*(_answer_one(item) for item in incoming))
         answered = [(item, out) for item, out in zip(incoming, outcomes, strict=True) if isinstance(out, AnswerBase)]
         dead += [(item.record, type(out).__name__, _describe(out))
