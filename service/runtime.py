@@ -9,6 +9,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.adapters.auth import ActorResolver
+from service.adapters.reply_topics import ReplyTopics
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -23,6 +24,10 @@ class Runtime:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     ready: bool = False
     relay_active: bool = False
+    reply_topics: ReplyTopics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reply_topics = ReplyTopics(self.settings.reply_to_pattern)
 
     @property
     def engine(self) -> AsyncEngine:

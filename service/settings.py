@@ -1,17 +1,24 @@
 """Configuration from environment variables, all prefixed ``TICKETS_`` (SPEC §11).
 
 Defaults are safe for local development; nothing is read at import time — call
-:func:`load_settings` from the composition root.
+:func:`load_settings` from the composition root. A ``TICKETS_*`` variable that is not a setting
+stops start-up (:class:`UnknownSetting`, naming the closest valid one): a typo must not be
+silently ignored. ``TICKETS_TEST_*`` and ``TICKETS_BENCH_*`` belong to the tests and benchmarks.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import socket
+from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.adapters.reply_topics import DEFAULT_REPLY_TO_PATTERN
 
 
 class Settings(BaseSettings):
@@ -55,13 +62,56 @@ class Settings(BaseSettings):
         description="trust: believe the envelope's actor (development only); "
         "jwt: verify actor_token (HS256) and ignore the asserted actor.",
     )
-    auth_jwt_secret: str = Field("", description="Shared HS256 secret for auth_mode=jwt.")
+    auth_jwt_secret: SecretStr = Field(SecretStr(""), description="Shared HS256 secret for auth_mode=jwt.")
+    reply_to_pattern: str = Field(
+        DEFAULT_REPLY_TO_PATTERN,
+        description="Regular expression a reply_to topic must match in full to be written to; others are refused.",
+    )
     check_schema_on_start: bool = Field(True, description="Refuse to start unless the schema is at head.")
     data_dir: str = Field(".data", description="Embedded stack: where PostgreSQL keeps its data.")
 
+    @field_validator("reply_to_pattern")
+    @classmethod
+    def _a_regular_expression(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"not a regular expression: {error}") from None
+        return pattern
+
+
+PREFIX = "TICKETS_"
+TOOLING_PREFIXES = ("TICKETS_TEST_", "TICKETS_BENCH_")
+
+
+class UnknownSetting(ValueError):
+    """A ``TICKETS_*`` environment variable that names no setting."""
+
+
+def check_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`UnknownSetting` for the first ``TICKETS_*`` variable that is not a setting."""
+    known = sorted(PREFIX + name.upper() for name in Settings.model_fields)
+    for variable in sorted(os.environ if environ is None else environ):
+        name = variable.upper()  # pydantic-settings reads the variables case-insensitively
+        if name.startswith(PREFIX) and name not in known and not name.startswith(TOOLING_PREFIXES):
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "`python -m service.settings` lists every setting"
+            raise UnknownSetting(f"unknown setting {variable}: {hint}")
+
 
 def load_settings(**overrides: object) -> Settings:
+    check_environment()
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def describe_invalid(error: Exception) -> str:
+    """One line for a settings ValidationError: the variable and pydantic's message, not the value."""
+    errors = getattr(error, "errors", None)
+    if not callable(errors):
+        return str(error)
+    parts = [f"{PREFIX}{str(e['loc'][0]).upper() if e['loc'] else '?'}: {e['msg']}"
+             for e in errors(include_input=False, include_url=False)]
+    return "invalid setting " + "; ".join(parts)
 
 
 def markdown_table() -> str:
@@ -69,6 +119,8 @@ def markdown_table() -> str:
     lines = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         default = "(host name-pid)" if field.default_factory else repr(field.default)
+        if isinstance(field.default, SecretStr):
+            default = "(secret)" if field.default.get_secret_value() else "''"
         lines.append(f"| `TICKETS_{name.upper()}` | `{default}` | {field.description} |")
     return "\n".join(lines)
 

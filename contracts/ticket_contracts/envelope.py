@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -64,8 +64,21 @@ class Message(BaseModel):
     causation_id: uuid.UUID | None = None
 
 
+def _message_id_required(schema: dict[str, Any]) -> None:
+    required = schema.setdefault("required", [])
+    if "message_id" not in required:
+        required.insert(0, "message_id")
+
+
 class Request(Message):
-    """A command or a query: sent by an actor, who may carry a signed token (SPEC §11)."""
+    """A command or a query: sent by an actor, who may carry a signed token (SPEC §11).
+
+    ``message_id`` is required on the wire (the JSON Schema says so, and the service dead-letters a
+    command or query without one as ``InvalidEnvelope``): it is the sender's idempotency key and how
+    it matches the result. Building one in Python still draws a fresh id when none is given — that
+    is the sender choosing it, and it is always serialised."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_message_id_required)
 
     sent_at: Annotated[AwareDatetime, Field(default_factory=utcnow)]
     actor: Actor

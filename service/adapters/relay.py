@@ -21,6 +21,7 @@ from ticket_contracts import topics
 from service.logging import get_logger
 from service.metrics import Metrics
 
+from .reply_topics import DEFAULT_REPLY_TOPICS, ReplyTopics
 from .unit_of_work import NOTIFY_CHANNEL
 
 log = get_logger(__name__)
@@ -42,7 +43,9 @@ BACKLOG_SQL = """SELECT (SELECT count(*) FROM ticket_events WHERE published_at I
 
 class OutboxRelay:
     def __init__(self, dsn: str, publish: Publish, metrics: Metrics, *, batch_size: int, poll_interval_s: float,
-                 retry_max_s: float = 10.0, on_active: Callable[[bool], None] | None = None) -> None:
+                 retry_max_s: float = 10.0, on_active: Callable[[bool], None] | None = None,
+                 reply_topics: ReplyTopics = DEFAULT_REPLY_TOPICS) -> None:
+        self._reply_topics = reply_topics
         self._on_active = on_active
         self._dsn = dsn
         self._publish = publish
@@ -94,7 +97,9 @@ class OutboxRelay:
             return 0
         events = [r for r in rows if r["kind"] == "e"]
         results = [r for r in rows if r["kind"] == "r"]
-        replies = [(r["body"], r["reply_to"], r["ticket_id"]) for r in results if r["reply_to"]]
+        # Checked again here: a stored reply_to outside the (possibly narrowed) pattern is never written to.
+        replies = [(r["body"], r["reply_to"], r["ticket_id"]) for r in results
+                   if r["reply_to"] and self._reply_topics.allows(r["reply_to"])]
         await self._send([(r["body"], topics.EVENTS, r["ticket_id"]) for r in events]
                          + [(r["body"], topics.COMMAND_RESULTS, r["ticket_id"]) for r in results], replies)
         await conn.execute(_MARK, [r["seq"] for r in events], [r["seq"] for r in results])

@@ -45,7 +45,7 @@ def command_router(rt: Runtime) -> KafkaRouter:
 
     async def _on_commands(records: tuple[Any, ...]) -> None:
         started = time.perf_counter()
-        decoded, dead = split_decoded(records, lambda r: decode_command(r, rt.resolver, s.max_message_bytes))
+        decoded, dead = split_decoded(records, lambda r: decode_command(r, rt.resolver, s.max_message_bytes, rt.reply_topics))
         sources = [record for record, _ in decoded]
         items: list[Incoming] = [item for _, item in decoded]
         outcomes = await _handle(rt, items) if items else []
@@ -98,7 +98,7 @@ async def _send_out(rt: Runtime, dead_letters: DeadLetters, dead: list[Letter],
             continue
         key = str(o.ticket_id).encode() if o.ticket_id else None
         futures.append(await rt.broker.publish(o.result.encode(), topics.COMMAND_RESULTS, key=key, no_confirm=True))
-        if o.reply_to:
+        if o.reply_to and rt.reply_topics.allows(o.reply_to):  # never a topic outside the reply pattern
             copies.append(rt.broker.publish(o.result.encode(), o.reply_to, key=key))
     await dead_letters.send_many(dead)
     if futures:

@@ -49,7 +49,7 @@ def query_router(rt: Runtime) -> KafkaRouter:
         await ack_after(rt, lambda: _on_queries(records), what="queries")
 
     async def _on_queries(records: tuple[Any, ...]) -> None:
-        decoded, dead = split_decoded(records, lambda r: decode_query(r, rt.resolver, s.max_message_bytes))
+        decoded, dead = split_decoded(records, lambda r: decode_query(r, rt.resolver, s.max_message_bytes, rt.reply_topics))
         incoming: list[IncomingQuery] = [item for _, item in decoded]
         outcomes = await asyncio.gather(*(_answer_one(item) for item in incoming))
         answered = [(item, out) for item, out in zip(incoming, outcomes, strict=True) if isinstance(out, AnswerBase)]

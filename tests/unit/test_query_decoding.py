@@ -23,7 +23,7 @@ SECRET = "s" * 32
 @dataclass
 class Record:
     value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=lambda: [(topics.HEADER_REPLY_TO, b"replies.me")])
+    headers: list[tuple[str, bytes]] = field(default_factory=lambda: [(topics.HEADER_REPLY_TO, b"tickets.replies.me")])
     topic: str = topics.QUERIES
     partition: int = 0
     offset: int = 0
@@ -51,7 +51,7 @@ def test_a_valid_query_is_answered_in_its_conversation() -> None:
     decoded = decode(json.dumps(query).encode())
 
     assert isinstance(decoded, IncomingQuery) and decoded.refusal is None
-    assert decoded.reply_to == "replies.me" and decoded.query_type == "ticket.get"
+    assert decoded.reply_to == "tickets.replies.me" and decoded.query_type == "ticket.get"
     assert decoded.correlation_id == correlation and str(decoded.message_id) == query["message_id"]
     assert decoded.actor is not None and decoded.actor.role is Role.CUSTOMER
 
