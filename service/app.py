@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
         logger=logging.getLogger("faststream.tickets"), log_level=logging.DEBUG,
         max_request_size=settings.producer_max_request_bytes,
     )
-    rt = Runtime(settings, broker, Metrics(), ActorResolver(settings.auth_mode, settings.auth_jwt_secret))
+    rt = Runtime(settings, broker, Metrics(), ActorResolver(settings.auth_mode, settings.auth_jwt_secret.get_secret_value()))
     broker.include_router(command_router(rt))
     broker.include_router(query_router(rt))
     broker.include_router(user_events_router(rt))
@@ -75,7 +75,9 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
             log.warning("AUTH MODE IS 'trust': actors are taken from the envelope unverified — development only")
         # No pre-ping (a round trip per checkout): a dead connection fails its statement, which is a
         # transient error the callers retry on a fresh connection.
-        rt.engine = create_async_engine(settings.database_url, pool_size=settings.database_pool_size)
+        # hide_parameters: a database error's message must not carry the statement's values (titles, bodies).
+        rt.engine = create_async_engine(settings.database_url, pool_size=settings.database_pool_size,
+                                        hide_parameters=True)
         if settings.check_schema_on_start:
             await check_schema_at_head(rt.engine)
 
@@ -92,6 +94,7 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
             _asyncpg_dsn(settings.database_url), _publisher(producer), rt.metrics,
             batch_size=settings.relay_batch_size, poll_interval_s=settings.relay_poll_interval_s,
             retry_max_s=settings.retry_max_backoff_s, on_active=lambda active: setattr(rt, "relay_active", active),
+            reply_topics=rt.reply_topics,
         )
         tasks.append(asyncio.create_task(relay.run(), name="relay"))
         tasks.append(asyncio.create_task(heartbeat_loop(rt), name="heartbeat"))

@@ -14,7 +14,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from service.settings import Settings, load_settings
+from pydantic import ValidationError
+
+from service.settings import Settings, UnknownSetting, describe_invalid, load_settings
 
 if TYPE_CHECKING:
     from service.devstack import EmbeddedStack
@@ -38,8 +40,22 @@ def _migrate(database_url: str) -> None:
     upgrade(database_url)
 
 
+def _require_http_port(command: str, settings: Settings, port: int, how: str) -> None:
+    """One clear line, before anything starts, when the health/metrics port is taken."""
+    from service.devstack.kafka import PortInUse, require_free_port
+
+    if not port:
+        return
+    try:
+        require_free_port(settings.http_host, port)
+    except PortInUse as exc:
+        sys.exit(f"tickets {command}: the HTTP port (health and metrics) {exc}; {how}")
+
+
 def cmd_run(args: argparse.Namespace) -> None:
-    _run_service(load_settings())
+    settings = load_settings()
+    _require_http_port("run", settings, settings.http_port, "pick another with TICKETS_HTTP_PORT (0 disables it).")
+    _run_service(settings)
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -64,13 +80,18 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def _print_banner(stack: EmbeddedStack, *, ephemeral: bool) -> None:
+def _print_banner(stack: EmbeddedStack, *, ephemeral: bool, http_host: str, http_port: int) -> None:
+    host = "127.0.0.1" if http_host in ("0.0.0.0", "", "::") else http_host
+    base = f"http://{host}:{http_port}"
+    http = (f"  Health            {base}/livez   {base}/readyz\n  Metrics           {base}/metrics\n"
+            if http_port else "  Health, metrics   disabled (--http-port 0)\n")
     print(
         "\nEmbedded stack is up (development only)\n"
         f"  Kafka bootstrap   {stack.kafka_bootstrap}   (Tansu, memory-only; log {stack.kafka_log})\n"
         f"  Database URL      {stack.database_url}\n"
         f"  PostgreSQL data   {stack.pgdata}{' (deleted on exit)' if ephemeral else ''}\n"
         f"  psql              psql \"{stack.database_url.replace('+asyncpg', '')}\"\n"
+        f"{http}"
         "Press Ctrl-C to stop.\n",
         file=sys.stderr,
         flush=True,
@@ -81,7 +102,10 @@ def cmd_dev(args: argparse.Namespace) -> None:
     from service.devstack import PortInUse, embedded_stack
 
     _interrupt_on_sigterm()
-    default_dir = tempfile.gettempdir() if args.ephemeral else load_settings().data_dir
+    base = load_settings()
+    http_port = base.http_port if args.http_port is None else args.http_port
+    _require_http_port("dev", base, http_port, "pick another with --http-port (0 disables it).")  # before anything starts
+    default_dir = tempfile.gettempdir() if args.ephemeral else base.data_dir
     data_dir = Path(args.data_dir or default_dir)
     _log.info("starting embedded PostgreSQL (%s) and Tansu broker ...", "ephemeral" if args.ephemeral else data_dir)
     try:
@@ -89,12 +113,13 @@ def cmd_dev(args: argparse.Namespace) -> None:
             os.environ["TICKETS_DATABASE_URL"] = stack.database_url
             os.environ["TICKETS_KAFKA_BOOTSTRAP"] = stack.kafka_bootstrap
             _log.warning("the embedded broker is memory-only: topics and messages vanish when it stops")
-            _print_banner(stack, ephemeral=args.ephemeral)
+            _print_banner(stack, ephemeral=args.ephemeral, http_host=base.http_host, http_port=http_port)
             _migrate(stack.database_url)
             _log.info("database schema is at head; starting the service")
             log_format = os.environ.get("TICKETS_LOG_FORMAT", "console")
             settings = load_settings(
-                database_url=stack.database_url, kafka_bootstrap=stack.kafka_bootstrap, log_format=log_format
+                database_url=stack.database_url, kafka_bootstrap=stack.kafka_bootstrap, log_format=log_format,
+                http_port=http_port,
             )
             try:
                 _run_service(settings)
@@ -123,14 +148,22 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--data-dir", help="where PostgreSQL keeps its data (default: TICKETS_DATA_DIR or .data)")
     dev.add_argument("--ephemeral", action="store_true", help="throw the database away on exit")
     dev.add_argument("--kafka-port", type=int, default=9092, help="broker port on 127.0.0.1 (default 9092)")
+    dev.add_argument("--http-port", type=int, default=None,
+                     help="port of /livez, /readyz and /metrics (default: TICKETS_HTTP_PORT or 8080; 0 disables)")
     dev.set_defaults(handler=cmd_dev)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except UnknownSetting as exc:
+        sys.exit(f"tickets: {exc}")
+    except ValidationError as exc:
+        sys.exit(f"tickets: {describe_invalid(exc)}")
     logging.basicConfig(
-        level=load_settings().log_level.upper(),
+        level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
