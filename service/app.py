@@ -15,7 +15,6 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
-from faststream.specification import AsyncAPI
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from ticket_contracts import topics
@@ -30,6 +29,7 @@ from service.entrypoints.broker import TicketBroker
 from service.entrypoints.commands import command_router
 from service.entrypoints.health import VERSION, heartbeat_loop, serve_http
 from service.entrypoints.queries import query_router
+from service.entrypoints.specification import TicketAsyncAPI
 from service.entrypoints.user_events import user_events_router
 from service.logging import configure_logging, get_logger
 from service.metrics import Metrics
@@ -62,8 +62,8 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
     _declare_outputs(broker)
     app = FastStream(
         broker,
-        specification=AsyncAPI(title="Ticket service", version=VERSION, description=DESCRIPTION,
-                               schema_version="3.0.0"),
+        specification=TicketAsyncAPI(title="Ticket service", version=VERSION, description=DESCRIPTION,
+                                     schema_version="3.0.0"),
     )
     tasks: list[asyncio.Task[Any]] = []
     servers: list[asyncio.Server] = []

@@ -27,7 +27,7 @@ from service.handlers.queries import answer
 from service.logging import get_logger
 from service.runtime import Runtime
 
-from .acking import ack_after, batch_subscription
+from .acking import ack_after, batch_subscription, documented_per_record
 from .dead_letters import DeadLetters
 from .decoding import Letter, split_decoded, summarise
 from .query_decoding import IncomingQuery, decode_query
@@ -44,6 +44,7 @@ def query_router(rt: Runtime) -> KafkaRouter:
 
     @router.subscriber(topics.QUERIES, **batch_subscription(
         s, topics.QUERIES, "queries", "Queries; the answer goes to the reply_to header's topic."))
+    @documented_per_record(Query)
     async def on_queries(body: list[Query]) -> None:
         records: tuple[Any, ...] = body  # type: ignore[assignment]  # raw records, see raw_records
         await ack_after(rt, lambda: _on_queries(records), what="queries")
