@@ -38,7 +38,7 @@ def command_router(rt: Runtime) -> KafkaRouter:
     dead_letters = DeadLetters(rt.broker, rt.metrics)
 
     @router.subscriber(topics.COMMANDS, **batch_subscription(
-        s, topics.COMMANDS, "commands", "Commands, keyed by ticket id; one result per distinct message_id."))
+        rt, topics.COMMANDS, "commands", "Commands, keyed by ticket id; one result per distinct message_id."))
     @documented_per_record(Command)
     async def on_commands(body: list[Command]) -> None:
         records: tuple[Any, ...] = body  # type: ignore[assignment]  # raw records, see raw_records
