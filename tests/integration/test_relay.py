@@ -20,6 +20,7 @@ from ticket_contracts import AddReply, ChangeStatus, CreateTicket, LogTime, Upda
 
 from service.adapters import tables as t
 from service.adapters.relay import RELAY_LOCK_KEY, OutboxRelay
+from service.adapters.reply_topics import DEFAULT_REPLY_TOPICS, ReplyTopics
 from service.adapters.unit_of_work import SqlUnitOfWork
 from service.app import _asyncpg_dsn, _publisher
 from service.handlers.batch import Outcome, handle_batch
@@ -117,11 +118,12 @@ class Running:
 @contextlib.asynccontextmanager
 async def relaying(
     engine: AsyncEngine, publish: Publish, *, poll: float = 0.2, batch: int = 500,
+    reply_topics: ReplyTopics = DEFAULT_REPLY_TOPICS,
 ) -> AsyncIterator[Running]:
     dsn = _asyncpg_dsn(engine.url.render_as_string(hide_password=False))
     history: list[bool] = []
     relay = OutboxRelay(dsn, publish, Metrics(), batch_size=batch, poll_interval_s=poll, retry_max_s=0.5,
-                        on_active=history.append)
+                        on_active=history.append, reply_topics=reply_topics)
     running = Running(relay, asyncio.create_task(relay.run()), publish, history)
     try:
         yield running
@@ -369,6 +371,21 @@ async def test_an_undeliverable_reply_to_does_not_hold_back_other_results(
         assert len(reader.json_for(good, topics.COMMAND_RESULTS)) == 1
     finally:
         await broker.stop()
+
+
+async def test_the_relay_never_copies_a_result_to_a_reply_to_outside_the_pattern(
+    engine: AsyncEngine, broker: AIOKafkaProducer, reader: TopicReader, reply_topic: str,
+) -> None:
+    """The pattern is checked when producing, not only when the command arrived: a reply_to stored
+    under a wider pattern gets no copy once the pattern is narrowed."""
+    narrowed, allowed = new_id(), new_id()
+    await _handle(engine, _create(narrowed), reply_to=reply_topic)
+    await _handle(engine, _create(allowed), reply_to=reply_topic)
+    async with relaying(engine, Publish(broker), reply_topics=ReplyTopics("partner\\.inbox")):
+        await reader.wait_for(allowed, 1, topic=topics.COMMAND_RESULTS)
+        await eventually(lambda: _all_published(engine), what="every row marked")
+    assert len(reader.json_for(narrowed, topics.COMMAND_RESULTS)) == 1, "the result itself is published"
+    assert reader.json_for(narrowed, reply_topic) == [] and reader.json_for(allowed, reply_topic) == []
 
 
 # ---- headers and trace context ----------------------------------------------------------------
