@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -16,13 +15,13 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from service.logging import configure_logging, get_logger
 from service.settings import Settings, UnknownSetting, describe_invalid, load_settings
 
 if TYPE_CHECKING:
     from service.devstack import EmbeddedStack
 
-_log = logging.getLogger("tickets.cli")
-_QUIET_LOGGERS = ("alembic.runtime.plugins",)
+_log = get_logger("tickets.cli")
 
 
 def _run_service(settings: Settings) -> None:
@@ -68,7 +67,7 @@ def cmd_topics(args: argparse.Namespace) -> None:
 
     bootstrap = load_settings().kafka_bootstrap
     asyncio.run(ensure_topics(bootstrap, partitions=args.partitions, replication_factor=args.replication_factor))
-    _log.info("every topic exists on %s", bootstrap)
+    _log.info("every topic exists", bootstrap=bootstrap)
 
 
 def _interrupt_on_sigterm() -> None:
@@ -107,7 +106,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
     _require_http_port("dev", base, http_port, "pick another with --http-port (0 disables it).")  # before anything starts
     default_dir = tempfile.gettempdir() if args.ephemeral else base.data_dir
     data_dir = Path(args.data_dir or default_dir)
-    _log.info("starting embedded PostgreSQL (%s) and Tansu broker ...", "ephemeral" if args.ephemeral else data_dir)
+    _log.info("starting embedded PostgreSQL and Tansu broker", data_dir="ephemeral" if args.ephemeral else str(data_dir))
     try:
         with embedded_stack(data_dir, ephemeral=args.ephemeral, kafka_port=args.kafka_port) as stack:
             os.environ["TICKETS_DATABASE_URL"] = stack.database_url
@@ -116,7 +115,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
             _print_banner(stack, ephemeral=args.ephemeral, http_host=base.http_host, http_port=http_port)
             _migrate(stack.database_url)
             _log.info("database schema is at head; starting the service")
-            log_format = os.environ.get("TICKETS_LOG_FORMAT", "console")
+            log_format = _dev_log_format()
             settings = load_settings(
                 database_url=stack.database_url, kafka_bootstrap=stack.kafka_bootstrap, log_format=log_format,
                 http_port=http_port,
@@ -154,22 +153,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dev_log_format() -> str:
+    """`tickets dev` talks to a developer: readable unless JSON is asked for."""
+    return os.environ.get("TICKETS_LOG_FORMAT", "console")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    """Every subcommand logs through the service's one set-up (JSON in JSON mode, the traceback of a
+    failure as a field of one line); a failure exits with status 1."""
     args = build_parser().parse_args(argv)
-    try:
-        settings = load_settings()
+    fmt = _dev_log_format() if args.command == "dev" else os.environ.get("TICKETS_LOG_FORMAT", "auto")
+    configure_logging(fmt if fmt in ("auto", "json", "console") else "auto",
+                      os.environ.get("TICKETS_LOG_LEVEL", "INFO"))
+    try:  # a mistyped or invalid setting is one clear line, not a traceback
+        load_settings()
     except UnknownSetting as exc:
         sys.exit(f"tickets: {exc}")
     except ValidationError as exc:
         sys.exit(f"tickets: {describe_invalid(exc)}")
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    args.handler(args)
+    try:
+        args.handler(args)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        _log.exception("tickets failed", command=args.command, error=type(error).__name__)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

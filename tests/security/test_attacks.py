@@ -114,7 +114,7 @@ async def test_a_command_without_message_id_is_dead_lettered_never_given_an_id(
     assert result.status == "accepted", "the ticket did not exist: the id-less create was never run"
     headers = await dead_letter(output, topics.COMMANDS, key, poison)
     assert headers[topics.DLQ_HEADER_ERROR_CLASS] == "InvalidEnvelope"
-    results = [r for r in output.json_for(ticket_id, topics.COMMAND_RESULTS)]
+    results = await output.wait_for(ticket_id, 1, topic=topics.COMMAND_RESULTS)
     assert [r["command_id"] for r in results] == [str(result.command_id)], "no result for the id-less command"
 
 
@@ -148,8 +148,8 @@ async def test_a_command_with_a_foreign_reply_to_is_rejected_and_nothing_reaches
     result = await client.send(create(actor, ticket_id, "Fine"))
 
     assert result.status == "accepted", "the next command on the same partition is processed (and the ticket is new)"
-    [refused] = [r for r in output.json_for(ticket_id, topics.COMMAND_RESULTS)
-                 if r["command_id"] == str(hostile.message_id)]
+    [refused] = await eventually(lambda: [r for r in output.json_for(ticket_id, topics.COMMAND_RESULTS)
+                                          if r["command_id"] == str(hostile.message_id)], what="the rejection")
     assert (refused["status"], refused["reason"]) == ("rejected", "validation_error")
     assert "reply_to is refused" in refused["message"]
     again = await client.send(create(actor, new_id(), "Later"))  # its copy follows any copy of the hostile result
