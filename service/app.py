@@ -89,7 +89,8 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
         await producer.start()
         producers.append(producer)
         relay = OutboxRelay(
-            _asyncpg_dsn(settings.database_url), _publisher(producer), rt.metrics,
+            _asyncpg_dsn(settings.database_url, application_name=relay_application_name(settings)),
+            _publisher(producer), rt.metrics,
             batch_size=settings.relay_batch_size, poll_interval_s=settings.relay_poll_interval_s,
             retry_max_s=settings.retry_max_backoff_s, on_active=lambda active: setattr(rt, "relay_active", active),
         )
@@ -159,8 +160,18 @@ def _publisher(producer: AIOKafkaProducer) -> Any:
     return publish
 
 
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+def _asyncpg_dsn(url: str, *, application_name: str | None = None) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    if application_name:  # asyncpg sends unknown query parameters as server settings
+        parsed = parsed.update_query_dict({"application_name": application_name})
+    return parsed.render_as_string(hide_password=False)
+
+
+def relay_application_name(settings: Settings) -> str:
+    """The relay's database session is named after its instance: `tickets outbox status` shows it."""
+    from service.ops.outbox import RELAY_APPLICATION_PREFIX
+
+    return (RELAY_APPLICATION_PREFIX + settings.instance_id)[:63]
 
 
 @contextlib.asynccontextmanager
