@@ -49,7 +49,7 @@ class DeadLetters:
             except MessageSizeTooLargeError as error:  # aiokafka refuses over-size records before sending
                 sent = _failed(error)
             sends.append((record, headers, sent))
-            self._metrics.count(self._metrics.dead_letters, record.topic)
+            self._metrics.dead_letters.labels(record.topic, error_class).inc()
         outcomes = await asyncio.gather(*(future for *_, future in sends), return_exceptions=True)
         for (record, headers, _), outcome in zip(sends, outcomes, strict=True):
             if isinstance(outcome, MessageSizeTooLargeError):

@@ -2,7 +2,8 @@
 ``tickets events republish`` (also what ``tickets dev`` uses to refill its memory-only broker).
 
 The history (``ticket_events``) is permanent, so any part of it can be published again: the same
-bodies, hence the same ``event_id``\\s, keyed by ticket id, in ``seq`` order — per ticket that is
+bodies, hence the same ``event_id``\\s, and the relay's headers (trace context included), keyed by
+ticket id, in ``seq`` order — per ticket that is
 ``ticket_version`` order. Only rows the relay has already published are republished; the relay
 publishes the others itself, so a republish never gets ahead of it.
 """
@@ -19,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ticket_contracts import topics
 
+from service.adapters.message_headers import headers_of_stored
 from service.adapters.relay import RELAY_LOCK_KEY
 from service.ops.kafka import partitions_of, producer, reader, topic_partitions
 from service.settings import Settings
@@ -145,7 +147,7 @@ async def _history(engine: AsyncEngine, table: str, selection: HistorySelection
     where = f"{published} IS NOT NULL AND seq > :after"
     if selection.tickets:
         where += f" AND {ticket} = ANY(:tickets)"
-    query = text(f"SELECT seq, {ticket} AS ticket_id, {body} AS body FROM {table} WHERE {where} "
+    query = text(f"SELECT seq, {ticket} AS ticket_id, {body} AS body, traceparent, tracestate FROM {table} WHERE {where} "
                  f"ORDER BY seq LIMIT {_CHUNK}")
     after = selection.since_seq - 1
     while True:
@@ -181,7 +183,9 @@ async def republish(settings: Settings, selection: HistorySelection, *, to_topic
         async with producer(settings, linger_ms=5, max_batch_size=1 << 20) as out:
             async for rows in _history(engine, table, selection):
                 if not dry_run:
-                    futures = [await out.send(to_topic, row.body.encode(), key=_key(row.ticket_id)) for row in rows]
+                    futures = [await out.send(to_topic, row.body.encode(), key=_key(row.ticket_id),
+                                              headers=headers_of_stored(row.body, row.traceparent, row.tracestate))
+                               for row in rows]
                     for future in futures:
                         await future
                 count += len(rows)

@@ -52,10 +52,14 @@ async def _history(database_url: str) -> list[tuple[str, str]]:
         await engine.dispose()
 
 
+_last_records: list[tuple[object, list[tuple[str, bytes]]]] = []
+
+
 async def _events_on(bootstrap: str, expected: int) -> list[tuple[str, str]]:
     reader = await TopicReader(bootstrap, topics.EVENTS).start()
     try:
         await eventually(lambda: len(reader.records) >= expected, what=f"{expected} events")
+        _last_records[:] = [(r, list(r.headers)) for r in reader.records]
         return [(r.key.decode(), json.loads(r.value)["event_id"]) for r in reader.records]
     finally:
         await reader.stop()
@@ -89,6 +93,8 @@ async def test_republish_all_refills_a_fresh_broker_with_the_same_event_ids_in_o
         published = await _events_on(fresh.bootstrap, len(history))
         assert sorted(published) == sorted(history), "the same event ids, each once"
         assert _in_history_order(published, history)
+        assert all(dict(h)[topics.HEADER_TYPE].decode() == json.loads(r.value)["type"]
+                   and topics.HEADER_CAUSATION_ID in dict(h) for r, h in _last_records), "the relay's headers"
 
         one_ticket = history[0][0]
         said = await ok("events", "republish", "--ticket", one_ticket, "--since-seq", "2",
