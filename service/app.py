@@ -177,7 +177,7 @@ def _declare_outputs(broker: KafkaBroker) -> None:
                      description="Answers to queries, sent to the topic named in the query's reply_to header.")
     for topic in topics.INPUT_TOPICS:
         broker.publisher(topics.dlq(topic), schema=bytes, title=topics.dlq(topic),
-                         description=f"Messages from {topic} that can never be processed, unchanged, with dlq.* headers.")
+                         description=f"Messages from {topic} that can never be processed: key, value and headers exactly as they came, then dlq.* headers and nothing else.")
 
 
 async def _joined(broker: KafkaBroker, timeout_s: float) -> None:
