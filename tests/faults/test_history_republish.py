@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.request
 import uuid
 from pathlib import Path
@@ -143,7 +145,9 @@ def _ready(process: subprocess.Popen[bytes], http_port: int, log: Path) -> bool:
 
 
 async def test_tickets_dev_restart_loses_no_events(tmp_path: Path) -> None:
-    data_dir, log = tmp_path / "data", tmp_path / "dev.log"
+    # Not under tmp_path: PostgreSQL runs as its own user, which must reach the data directory.
+    scratch = Path(tempfile.mkdtemp(prefix="tickets-dev-test-"))
+    data_dir, log = scratch / "data", tmp_path / "dev.log"
     kafka_port, http_port = free_port(), free_port()
     bootstrap = f"127.0.0.1:{kafka_port}"
     process = _dev(data_dir, kafka_port, http_port, log)
@@ -166,3 +170,4 @@ async def test_tickets_dev_restart_loses_no_events(tmp_path: Path) -> None:
                 process.wait(90)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+        shutil.rmtree(scratch, ignore_errors=True)
