@@ -244,5 +244,8 @@ def _duration(age: timedelta) -> str:
 
 def refill_dev_broker(settings: Any) -> None:
     """``tickets dev``: put the published history back on the fresh, empty memory-only broker."""
+    from service.logging import get_logger
+
     for done in _run(outbox.refill(settings)):
-        logging.getLogger("tickets.cli").info("refilled %s from the database: %d rows", done.topic, done.rows)
+        get_logger("tickets.cli").info("refilled the fresh broker from the database", topic=done.topic,
+                                       rows=done.rows)
