@@ -14,7 +14,7 @@ from ticket_contracts import topics
 from service.logging import get_logger
 from service.metrics import Metrics
 
-from .decoding import headers_of
+from .decoding import DeadLetter, headers_of
 
 log = get_logger(__name__)
 
@@ -24,10 +24,11 @@ class DeadLetters:
         self._broker = broker
         self._metrics = metrics
 
-    async def send_many(self, letters: list[tuple[Any, str, str]]) -> None:
+    async def send_many(self, letters: list[DeadLetter]) -> None:
         """Publish and await every letter; raises on a broker failure so the caller retries, never drops."""
         sends = []
-        for record, error_class, error_message in letters:
+        for letter in letters:
+            record, error_class, error_message = letter.record, letter.error_class, letter.error_message
             headers = headers_of(record) | {
                 topics.DLQ_HEADER_ERROR_CLASS: error_class,
                 topics.DLQ_HEADER_ERROR_MESSAGE: error_message[:1000],
