@@ -25,7 +25,7 @@ from service.adapters.auth import ActorResolver
 from service.adapters.reply_topics import BAD_REPLY_TO, DEFAULT_REPLY_TOPICS, ReplyTopics
 from service.adapters.retry import is_transient
 from service.domain.errors import DomainError
-from service.handlers.batch import Incoming
+from service.handlers.messages import Incoming
 from service.logging import get_logger
 
 from .json_limits import LimitExceeded, Undecodable, parse_bounded
@@ -48,14 +48,13 @@ class DeadLetter:
 
 
 T = TypeVar("T")
-Letter = tuple[Any, str, str]  # (record, error class, error message)
 
 
 def split_decoded(records: Iterable[Any], decode: Callable[[Any], T | DeadLetter]
-                  ) -> tuple[list[tuple[Any, T]], list[Letter]]:
+                  ) -> tuple[list[tuple[Any, T]], list[DeadLetter]]:
     """Decode every record: (record, decoded) pairs to handle, and letters for the DLQ."""
     good: list[tuple[Any, T]] = []
-    dead: list[Letter] = []
+    dead: list[DeadLetter] = []
     for record in records:
         try:
             decoded = decode(record)
@@ -66,7 +65,7 @@ def split_decoded(records: Iterable[Any], decode: Callable[[Any], T | DeadLetter
                         partition=record.partition, offset=record.offset, error=type(error).__name__)
             decoded = DeadLetter(record, type(error).__name__, "decoding failed unexpectedly")
         if isinstance(decoded, DeadLetter):
-            dead.append((decoded.record, decoded.error_class, decoded.error_message))
+            dead.append(decoded)
         else:
             good.append((record, decoded))
     return good, dead

@@ -26,7 +26,7 @@ from ticket_contracts.queries import GetTicket, ListTickets
 from service.adapters.auth import ActorResolver
 from service.entrypoints.decoding import DeadLetter, decode_command
 from service.entrypoints.query_decoding import IncomingQuery, decode_query
-from service.handlers.batch import Incoming
+from service.handlers.messages import Incoming
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_FUZZ_EXAMPLES", "2000"))
 MAX_BYTES = 1_048_576

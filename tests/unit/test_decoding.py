@@ -14,7 +14,7 @@ from service.adapters.reply_topics import ReplyTopics
 from service.entrypoints import decoding
 from service.entrypoints.decoding import BAD_REPLY_TO, NUL_MESSAGE, DeadLetter, decode_command, split_decoded
 from service.entrypoints.json_limits import MAX_DEPTH, MAX_ITEMS, MAX_STRING_CHARS
-from service.handlers.batch import Incoming
+from service.handlers.messages import Incoming
 
 RESOLVER = ActorResolver("trust")
 
@@ -155,7 +155,7 @@ def test_any_exception_while_decoding_dead_letters_only_that_record(monkeypatch:
     records = [record(bad.model_dump_json().encode()), record(good.model_dump_json().encode())]
     decoded, dead = split_decoded(records, decode)
     assert [item.message_id for _, item in decoded] == [good.message_id]
-    assert [(letter[0], letter[1]) for letter in dead] == [(records[0], "RecursionError")]
+    assert [(letter.record, letter.error_class) for letter in dead] == [(records[0], "RecursionError")]
 
 
 def test_a_transient_failure_while_decoding_is_not_blamed_on_the_record() -> None:
