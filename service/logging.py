@@ -107,7 +107,7 @@ def safe_traceback(error: BaseException) -> str:
     while current is not None and all(current is not seen for seen in chain):
         chain.append(current)
         current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    parts = []
+    parts: list[str] = []
     for exc in reversed(chain):
         if parts:
             parts.append("\nwhich led to:\n")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -94,7 +94,7 @@ def oversize(record: Any, max_bytes: int) -> DeadLetter | None:
     return DeadLetter(record, "MessageTooLarge" if value else "EmptyMessage", f"{size} bytes (limit {max_bytes})")
 
 
-def envelope(record: Any, value: bytes, known_types: Iterable[str], kind: str) -> dict[str, Any] | DeadLetter:
+def envelope(record: Any, value: bytes, known_types: Collection[str], kind: str) -> dict[str, Any] | DeadLetter:
     """The record's JSON object if it is a ``kind`` with a usable envelope (so it can be validated,
     and answered if invalid), else the dead letter saying why it never can be."""
     try:
@@ -161,7 +161,8 @@ def _invalid(raw: dict[str, Any], headers: dict[str, str], reply_to: str | None,
 def _incoming(raw: dict[str, Any], headers: dict[str, str], reply_to: str | None, actor: Any, message: str,
               reason: str) -> Incoming:
     message_id = uuid.UUID(str(raw["message_id"]))
-    payload = raw.get("payload") if isinstance(raw.get("payload"), dict) else {}
+    given = raw.get("payload")
+    payload: dict[str, Any] = given if isinstance(given, dict) else {}
     return Incoming(
         message_id=message_id, command_type=str(raw["type"]),
         correlation_id=as_uuid(raw.get("correlation_id")) or _header_uuid(headers) or message_id,
