@@ -16,6 +16,10 @@ class Metrics:
         self.commands = Counter("tickets_commands", "Commands handled, by outcome", ["outcome"], registry=r)
         self.queries = Counter("tickets_queries", "Queries answered, by outcome", ["outcome"], registry=r)
         self.dead_letters = Counter("tickets_dead_letters", "Messages sent to a DLQ", ["topic"], registry=r)
+        self.rate_limited = Counter(
+            "tickets_rate_limited", "Commands refused by a rate limit (mails opening too many tickets)", ["command"],
+            registry=r,
+        )
         self.retries = Counter("tickets_transient_retries", "Transient failures retried", ["what"], registry=r)
         self.batch_seconds = Histogram("tickets_command_batch_seconds", "Time to handle one batch", registry=r)
         self.batch_size = Histogram(

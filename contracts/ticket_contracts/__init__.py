@@ -13,6 +13,7 @@ from .answers import (
     TimeEntriesAnswer,
     parse_answer,
 )
+from .attachments import AttachmentRef, AttachmentView, ScanStatus, ScanVerdict
 from .commands import (
     AddReply,
     AssignTicket,
@@ -23,7 +24,10 @@ from .commands import (
     DeleteTicket,
     IngestEmail,
     LogTime,
+    RecordAttachmentScan,
+    RecordOutboundEmail,
     RestoreTicket,
+    SetFollowers,
     UpdateTicket,
     parse_command,
 )

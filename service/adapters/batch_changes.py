@@ -4,8 +4,10 @@ commit. The SQL unit of work (and the tests' fake) add the reads and the commit 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
+from service.domain.attachments import Attachment
 from service.domain.ticket import Ticket
 
 
@@ -56,3 +58,19 @@ class BatchChanges:
     def record_email(self, row: dict[str, Any]) -> None:
         """Remember an email Message-ID; a later row for the same id replaces the earlier."""
         self._emails[row["message_id"]] = row
+
+    def pending_new_tickets_by_mail(self, from_address: str, since: datetime) -> int:
+        """Tickets opened earlier in this batch by mails of ``from_address`` (loop limit)."""
+        return sum(1 for r in self._emails.values() if r.get("from_address") == from_address
+                   and r["ticket_id"] is not None and r["reply_id"] is None and not r.get("outbound")
+                   and r["created_at"] > since)
+
+    def pending_attachment_ids(self) -> set[uuid.UUID]:
+        return {a.id for ticket in self._tickets.values() for a in ticket.new_attachments}
+
+    def pending_attachment(self, attachment_id: uuid.UUID) -> Attachment | None:
+        """An attachment added or scanned earlier in this batch, as it is now."""
+        for ticket in self._tickets.values():
+            if (found := ticket.attachment(attachment_id)) is not None:
+                return found
+        return None

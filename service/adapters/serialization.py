@@ -56,11 +56,12 @@ def result_json(
     ticket_version: int | None = None,
     reason: str | None = None,
     message: str | None = None,
+    unknown_cc: list[str] | None = None,
 ) -> str:
     return dumps({
         "message_id": message_id, "type": "ticket.command_result", "schema_version": 1,
         "correlation_id": correlation_id, "causation_id": command_id, "sent_at": sent_at,
         "actor": actor_dict(actor) if actor else None, "command_id": command_id, "command_type": command_type,
         "ticket_id": ticket_id, "status": "rejected" if reason else "accepted", "event_ids": event_ids or [],
-        "ticket_version": ticket_version, "reason": reason, "message": message,
+        "ticket_version": ticket_version, "reason": reason, "message": message, "unknown_cc": unknown_cc or [],
     })

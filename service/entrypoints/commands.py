@@ -20,9 +20,12 @@ from ticket_contracts.commands import Command
 
 from service.adapters.retry import retry_transient
 from service.adapters.unit_of_work import SqlUnitOfWork
+from service.domain.attachments import AttachmentLimits
 from service.handlers.batch import Incoming, Outcome, handle_batch
+from service.handlers.context import Limits
 from service.logging import get_logger
 from service.runtime import Runtime
+from service.settings import Settings
 
 from .acking import ack_after, batch_subscription
 from .decoding import Letter, decode_command, split_decoded
@@ -58,12 +61,19 @@ def command_router(rt: Runtime) -> KafkaRouter:
     return router
 
 
+def limits(s: Settings) -> Limits:
+    """The rules' configured limits."""
+    schemes = frozenset(p.strip().lower() for p in s.attachment_uri_schemes.split(",") if p.strip())
+    return Limits(AttachmentLimits(s.attachment_max_bytes, schemes), s.email_max_new_tickets_per_hour)
+
+
 async def _handle(rt: Runtime, items: list[Incoming]) -> list[Outcome]:
     s = rt.settings
+    configured = limits(s)
 
     async def attempt(batch: list[Incoming]) -> list[Outcome]:
         return await retry_transient(
-            lambda: handle_batch(batch, SqlUnitOfWork(rt.engine)), what="command batch",
+            lambda: handle_batch(batch, SqlUnitOfWork(rt.engine), configured), what="command batch",
             initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s,
             on_retry=lambda e: rt.metrics.count(rt.metrics.retries, "command batch"),
         )
@@ -114,6 +124,8 @@ def _account(rt: Runtime, items: list[Incoming], outcomes: list[Outcome], size: 
     debug = logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
     for item, o in zip(items, outcomes, strict=True):
         m.count(m.commands, o.status)
+        if o.reason == "rate_limited":
+            m.count(m.rate_limited, item.command_type)
         if o.status == "accepted" and not debug:
             continue
         (log.debug if o.status == "accepted" else log.info)(

@@ -24,7 +24,7 @@ from service.domain.ticket import Ticket
 from service.domain.values import Actor
 
 from .commands import handlers
-from .context import CommandContext
+from .context import CommandContext, Limits
 from .email import AlreadyIngested
 
 _HANDLERS = handlers()
@@ -56,8 +56,9 @@ class Outcome:
     error: BaseException | None = None
 
 
-async def handle_batch(items: list[Incoming], uow: SqlUnitOfWork) -> list[Outcome]:
+async def handle_batch(items: list[Incoming], uow: SqlUnitOfWork, limits: Limits | None = None) -> list[Outcome]:
     now = datetime.now(UTC)
+    limits = limits or Limits()
     async with uow:
         await uow.lock_tickets(i.ticket_id for i in items if i.ticket_id)
         stored = await uow.processed(i.message_id for i in items)
@@ -76,7 +77,7 @@ async def handle_batch(items: list[Incoming], uow: SqlUnitOfWork) -> list[Outcom
             elif (seen := done.get(item.message_id)) is not None:
                 outcome = Outcome(item.message_id, seen.result, seen.reply_to, item.ticket_id, "duplicate")
             else:
-                ctx = CommandContext(item.actor, now, item.message_id, users) if item.actor else None
+                ctx = CommandContext(item.actor, now, item.message_id, users, limits=limits) if item.actor else None
                 outcome = await _run(item, ctx, uow, touched, done)
                 done[item.message_id] = outcome
             outcomes.append(outcome)
@@ -110,13 +111,13 @@ async def _run(
     if events:
         touched[ticket.id] = ticket
     return _finish(item, uow, now=ctx.now, ticket_id=ticket.id, event_ids=[e.event_id for e in events],
-                   version=ticket.version)
+                   version=ticket.version, unknown_cc=ctx.unknown_cc)
 
 
 def _finish(
     item: Incoming, uow: SqlUnitOfWork, *, now: datetime, ticket_id: uuid.UUID | None = None,
     event_ids: list[uuid.UUID] | None = None, version: int | None = None, reason: str | None = None,
-    message: str | None = None, copy_of: Outcome | None = None,
+    message: str | None = None, copy_of: Outcome | None = None, unknown_cc: list[str] | None = None,
 ) -> Outcome:
     """Build the result, record it in the inbox, and return the outcome."""
     ticket_id = ticket_id or item.ticket_id
@@ -124,10 +125,11 @@ def _finish(
         first = json.loads(copy_of.result)
         ticket_id, reason, message = _uuid(first["ticket_id"]), first["reason"], first["message"]
         event_ids, version = [uuid.UUID(e) for e in first["event_ids"]], first["ticket_version"]
+        unknown_cc = first.get("unknown_cc")
     result = result_json(
         message_id=uuid.uuid4(), command_id=item.message_id, command_type=item.command_type,
         correlation_id=item.correlation_id, actor=item.actor, ticket_id=ticket_id, sent_at=now,
-        event_ids=event_ids, ticket_version=version, reason=reason, message=message,
+        event_ids=event_ids, ticket_version=version, reason=reason, message=message, unknown_cc=unknown_cc,
     )
     status = "rejected" if reason else "accepted"
     uow.record_processed({
