@@ -22,9 +22,9 @@ from ticket_contracts import (
     RecordAttachmentScan,
     RecordOutboundEmail,
     SetFollowers,
+    ThreadAnswer,
     TicketAnswer,
     TicketThread,
-    ThreadAnswer,
     new_id,
     topics,
 )

@@ -14,6 +14,7 @@ from ticket_contracts.attachments import AttachmentRef
 from ticket_contracts.events import parse_event
 
 from service.domain.attachments import AttachmentLimits
+from service.domain.values import Status
 from service.handlers.batch import handle_batch
 from service.handlers.context import Limits
 
@@ -29,7 +30,6 @@ from .fakes import (
     seed_ticket,
     system,
 )
-from service.domain.values import Status
 
 SHA = "ab" * 32
 
