@@ -27,7 +27,6 @@ from service.adapters import tables as t
 from service.adapters.unit_of_work import SqlUnitOfWork
 from service.entrypoints.commands import _handle
 from service.handlers.batch import Outcome, handle_batch
-
 from tests.support.waiting import eventually
 
 from .test_unit_of_work import _runtime
