@@ -1,12 +1,14 @@
-"""Command handlers: load the ticket, call one domain method, hand the ticket back.
+"""Command handlers: load the tickets, call domain methods, hand back the ticket the result names.
 
-Each is a short linear script. Errors are domain errors; the batch layer turns them into
-rejections. ``ticket.ingest_email`` lives in :mod:`service.handlers.email`.
+Each is a short linear script, registered with :func:`~service.handlers.registry.handles`, which
+also declares what the bus fetches for it. Errors are domain errors; the bus turns them into
+rejections, and collects the events of every ticket the handler loaded or added.
+``ticket.ingest_email`` lives in :mod:`service.handlers.email`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from ticket_contracts import commands as c
@@ -18,9 +20,12 @@ from service.domain.policy import check_visible, customer_for_new_ticket
 from service.domain.ticket import Ticket, format_number
 from service.domain.values import Status
 
-from .context import CommandContext, UnitOfWork
+from .context import CommandContext
+from .registry import handles
+from .unit_of_work import UnitOfWork
 
 
+@handles(c.CreateTicket, numbers=1)
 async def create_ticket(cmd: c.CreateTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     customer_id = customer_for_new_ticket(ctx.actor, p.customer_id)
@@ -36,6 +41,7 @@ async def create_ticket(cmd: c.CreateTicket, ctx: CommandContext, uow: UnitOfWor
     return ticket
 
 
+@handles(c.UpdateTicket)
 async def update_ticket(cmd: c.UpdateTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
@@ -44,6 +50,7 @@ async def update_ticket(cmd: c.UpdateTicket, ctx: CommandContext, uow: UnitOfWor
     return ticket
 
 
+@handles(c.ChangeStatus)
 async def change_status(cmd: c.ChangeStatus, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
@@ -51,6 +58,7 @@ async def change_status(cmd: c.ChangeStatus, ctx: CommandContext, uow: UnitOfWor
     return ticket
 
 
+@handles(c.AssignTicket, users=lambda p: (p.assignee_id,))
 async def assign_ticket(cmd: c.AssignTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
@@ -59,6 +67,7 @@ async def assign_ticket(cmd: c.AssignTicket, ctx: CommandContext, uow: UnitOfWor
     return ticket
 
 
+@handles(c.AddReply)
 async def add_reply(cmd: c.AddReply, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
@@ -70,6 +79,7 @@ async def add_reply(cmd: c.AddReply, ctx: CommandContext, uow: UnitOfWork) -> Ti
     return ticket
 
 
+@handles(c.LogTime)
 async def log_time(cmd: c.LogTime, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
@@ -80,6 +90,7 @@ async def log_time(cmd: c.LogTime, ctx: CommandContext, uow: UnitOfWork) -> Tick
     return ticket
 
 
+@handles(c.DeleteTicket)
 async def delete_ticket(cmd: c.DeleteTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
@@ -87,6 +98,7 @@ async def delete_ticket(cmd: c.DeleteTicket, ctx: CommandContext, uow: UnitOfWor
     return ticket
 
 
+@handles(c.RestoreTicket)
 async def restore_ticket(cmd: c.RestoreTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id), allow_deleted=True)
@@ -94,14 +106,15 @@ async def restore_ticket(cmd: c.RestoreTicket, ctx: CommandContext, uow: UnitOfW
     return ticket
 
 
+@handles(c.SetFollowers, users=lambda p: p.add)
 async def set_followers(cmd: c.SetFollowers, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
-    users = await uow.users(p.add)
-    ticket.set_followers(ctx.actor, {i: users.get(i) for i in p.add}, p.remove, ctx.now, p.expected_version)
+    ticket.set_followers(ctx.actor, {i: ctx.users.get(i) for i in p.add}, p.remove, ctx.now, p.expected_version)
     return ticket
 
 
+@handles(c.RecordAttachmentScan)
 async def record_attachment_scan(cmd: c.RecordAttachmentScan, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
@@ -123,25 +136,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return list(value)
     return getattr(value, "value", value)
-
-
-Handler = Callable[[Any, CommandContext, UnitOfWork], Awaitable[Ticket]]
-
-
-def handlers() -> dict[str, Handler]:
-    from .email import ingest_email, record_outbound_email
-
-    return {
-        "ticket.create": create_ticket,
-        "ticket.update": update_ticket,
-        "ticket.change_status": change_status,
-        "ticket.assign": assign_ticket,
-        "ticket.add_reply": add_reply,
-        "ticket.log_time": log_time,
-        "ticket.delete": delete_ticket,
-        "ticket.restore": restore_ticket,
-        "ticket.ingest_email": ingest_email,
-        "ticket.set_followers": set_followers,
-        "ticket.record_attachment_scan": record_attachment_scan,
-        "ticket.record_outbound_email": record_outbound_email,
-    }

@@ -28,7 +28,9 @@ from service.domain.ticket import Ticket, format_number
 from service.domain.values import Actor, DirectoryUser, Role, Status
 
 from .commands import new_uploads
-from .context import CommandContext, UnitOfWork
+from .context import CommandContext
+from .registry import handles
+from .unit_of_work import UnitOfWork
 
 #: The window of the per-sender limit on tickets opened by mail.
 RATE_WINDOW = timedelta(hours=1)
@@ -44,6 +46,7 @@ class AlreadyIngested(Exception):
         self.command_id = command_id
 
 
+@handles(IngestEmail, tickets=lambda p: ())
 async def ingest_email(cmd: IngestEmail, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     if ctx.actor.role is not Role.SYSTEM:
@@ -75,6 +78,7 @@ async def ingest_email(cmd: IngestEmail, ctx: CommandContext, uow: UnitOfWork) -
     return ticket
 
 
+@handles(RecordOutboundEmail)
 async def record_outbound_email(cmd: RecordOutboundEmail, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     """Remember the Message-ID of a mail the platform sent about the ticket, so that replies naming it
     thread here. No event, no new version; the same Message-ID for the same ticket again changes nothing."""

@@ -25,8 +25,9 @@ from ticket_contracts import (
 
 from service.adapters import tables as t
 from service.adapters.unit_of_work import SqlUnitOfWork
-from service.entrypoints.commands import _handle
-from service.handlers.batch import Outcome, handle_batch
+from service.entrypoints.commands import message_bus
+from service.handlers.bus import handle_batch
+from service.handlers.messages import Outcome
 from tests.support.waiting import eventually
 
 from .test_unit_of_work import _runtime
@@ -92,8 +93,8 @@ async def test_two_instances_racing_with_one_attachment_id_keep_one_and_answer_c
     held = HeldUnitOfWork(engine)
     first = asyncio.create_task(handle_batch([incoming(create(first_id, [file]))], held))
     await asyncio.wait_for(held.at_commit.wait(), 10)  # its attachment row is written, not committed
-    second = asyncio.create_task(_handle(_runtime(engine), [incoming(create(second_id, [file])),
-                                                            incoming(create(bystander_id, [upload()]))]))
+    second = asyncio.create_task(message_bus(_runtime(engine)).handle(
+        [incoming(create(second_id, [file])), incoming(create(bystander_id, [upload()]))]))
     await eventually(lambda: lock_waiters(engine), timeout=10, what="the second insert to wait for the first")
     held.release()
     [won], (lost, bystander) = await asyncio.wait_for(asyncio.gather(first, second), 20)

@@ -15,7 +15,7 @@ from ticket_contracts.events import parse_event
 
 from service.domain.attachments import AttachmentLimits
 from service.domain.values import Status
-from service.handlers.batch import handle_batch
+from service.handlers.bus import handle_batch
 from service.handlers.context import Limits
 
 from .fakes import (
