@@ -21,3 +21,5 @@ class ReasonCode(StrEnum):
     INVALID_FOLLOWER = "invalid_follower"
     #: Too many new tickets by mail from one sender within the rolling hour (loop limit).
     RATE_LIMITED = "rate_limited"
+    #: A merge of a ticket into itself or into another customer's ticket.
+    INVALID_MERGE = "invalid_merge"

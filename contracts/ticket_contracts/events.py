@@ -101,6 +101,21 @@ class AttachmentScannedPayload(EventPayload):
     attachment: AttachmentView
 
 
+class MergedPayload(EventPayload):
+    """On the source: it was merged into ``into_ticket_id`` (an automatic close follows)."""
+
+    into_ticket_id: uuid.UUID
+    into_number: str
+    reason: str | None = None
+
+
+class MergeReceivedPayload(EventPayload):
+    """On the target: the ticket ``from_ticket_id`` was merged into it."""
+
+    from_ticket_id: uuid.UUID
+    from_number: str
+
+
 class TicketCreated(EventBase):
     type: Literal["ticket.created"] = "ticket.created"
     payload: TicketCreatedPayload
@@ -151,6 +166,16 @@ class TicketAttachmentScanned(EventBase):
     payload: AttachmentScannedPayload
 
 
+class TicketMerged(EventBase):
+    type: Literal["ticket.merged"] = "ticket.merged"
+    payload: MergedPayload
+
+
+class TicketMergeReceived(EventBase):
+    type: Literal["ticket.merge_received"] = "ticket.merge_received"
+    payload: MergeReceivedPayload
+
+
 Event = Annotated[
     Union[
         TicketCreated,
@@ -163,6 +188,8 @@ Event = Annotated[
         TicketRestored,
         TicketFollowersChanged,
         TicketAttachmentScanned,
+        TicketMerged,
+        TicketMergeReceived,
     ],
     Field(discriminator="type"),
 ]

@@ -9,7 +9,7 @@
 All additive: old code keeps working on the new schema during a rolling deploy.
 
 Revision ID: 5b7e0c2d9a41
-Revises: 5e7a1c0d9b42
+Revises: b7d1e5a0c3f2
 Create Date: 2026-12-01 22:00:00
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = '5b7e0c2d9a41'
-down_revision: str | None = '5e7a1c0d9b42'
+down_revision: str | None = 'b7d1e5a0c3f2'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

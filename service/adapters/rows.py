@@ -14,7 +14,7 @@ TICKET_COLUMNS = (
     "id", "number", "customer_id", "created_by", "title", "description", "status", "status_reason",
     "priority", "category_id", "channel", "tags", "assignee_id", "version", "created_at", "updated_at",
     "status_changed_at", "first_response_at", "resolved_at", "closed_at", "deleted_at", "follow_up_of",
-    "time_spent_minutes", "email_message_id", "follower_ids",
+    "time_spent_minutes", "email_message_id", "follower_ids", "merged_into", "merged_from",
 )
 ATTACHMENT_COLUMNS = (
     "id", "ticket_id", "reply_id", "filename", "content_type", "size_bytes", "sha256", "uri", "internal",
@@ -28,6 +28,7 @@ def ticket_from_row(row: Any) -> Ticket:
     values["status"] = Status(values["status"])
     values["tags"] = list(values["tags"] or ())
     values["follower_ids"] = list(values["follower_ids"] or ())
+    values["merged_from"] = list(values["merged_from"] or ())
     return Ticket(**values)
 
 

@@ -69,6 +69,9 @@ tickets = Table(
     Column("email_message_id", Text),
     #: Users notified about the ticket besides its customer and assignee (migration 5b7e0c2d9a41).
     Column("follower_ids", ARRAY(UUID(as_uuid=True)), nullable=False, server_default=text("'{}'")),
+    #: Merges (migration b7d1e5a0c3f2): the target this ticket was merged into; those merged into it.
+    Column("merged_into", UUID(as_uuid=True)),
+    Column("merged_from", ARRAY(UUID(as_uuid=True)), nullable=False, server_default=text("'{}'")),
 )
 
 # Query-side indexes (SPEC §9; migration a2fdac6c3948). Sort keys end in ``id`` for keyset paging;

@@ -21,6 +21,8 @@ TICKET_DELETED = "ticket.deleted"
 TICKET_RESTORED = "ticket.restored"
 FOLLOWERS_CHANGED = "ticket.followers_changed"
 ATTACHMENT_SCANNED = "ticket.attachment_scanned"
+TICKET_MERGED = "ticket.merged"
+MERGE_RECEIVED = "ticket.merge_received"
 
 
 @dataclass(slots=True)
