@@ -3,7 +3,6 @@ recorded notification Message-IDs, the per-sender loop limit, Cc followers and m
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import timedelta
 from typing import Any
