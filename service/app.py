@@ -25,6 +25,7 @@ from ticket_contracts.ops import Heartbeat
 from ticket_contracts.results import CommandResult
 
 from service.adapters.auth import ActorResolver
+from service.adapters.kafka_security import faststream_security, kafka_security
 from service.adapters.relay import OutboxRelay
 from service.entrypoints.broker import TicketBroker
 from service.entrypoints.commands import command_router
@@ -48,14 +49,18 @@ DESCRIPTION = (
 
 def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
     settings = settings or load_settings()
+    security = kafka_security(settings)
+    metrics = Metrics()
+    resolver = ActorResolver.from_settings(
+        settings, on_failure=lambda reason: metrics.count(metrics.auth_failures, reason))
     broker = TicketBroker(
         settings.kafka_bootstrap, apply_types=False, graceful_timeout=30.0,
         client_id=f"ticket-service-{settings.instance_id}",
         # FastStream's own lines go through our structlog set-up; per-message lines at DEBUG.
         logger=logging.getLogger("faststream.tickets"), log_level=logging.DEBUG,
-        max_request_size=settings.producer_max_request_bytes,
+        max_request_size=settings.producer_max_request_bytes, security=faststream_security(security),
     )
-    rt = Runtime(settings, broker, Metrics(), ActorResolver(settings.auth_mode, settings.auth_jwt_secret))
+    rt = Runtime(settings, broker, metrics, resolver)
     broker.include_router(command_router(rt))
     broker.include_router(query_router(rt))
     broker.include_router(user_events_router(rt))
@@ -71,8 +76,13 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
 
     @app.on_startup
     async def open_database() -> None:
-        if settings.auth_mode == "trust":
+        if resolver.mode == "trust":
             log.warning("AUTH MODE IS 'trust': actors are taken from the envelope unverified — development only")
+        else:
+            log.info("actor authentication", auth=resolver.describe(), gateways=len(resolver.gateway_accounts))
+            if not resolver.gateway_accounts:
+                log.warning("TICKETS_AUTH_GATEWAY_ACCOUNTS is empty: every ticket.ingest_email is forbidden")
+        log.info("kafka connection", security_protocol=security.protocol)
         # No pre-ping (a round trip per checkout): a dead connection fails its statement, which is a
         # transient error the callers retry on a fresh connection.
         rt.engine = create_async_engine(settings.database_url, pool_size=settings.database_pool_size)
@@ -85,7 +95,8 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
         # metadata for a reply topic and to stall stop() for the request timeout (40 s).
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, max_batch_size=1 << 20,
                                     max_request_size=settings.producer_max_request_bytes,
-                                    client_id=f"ticket-service-relay-{settings.instance_id}")
+                                    client_id=f"ticket-service-relay-{settings.instance_id}",
+                                    **security.client_kwargs())
         await producer.start()
         producers.append(producer)
         relay = OutboxRelay(
@@ -184,4 +195,5 @@ async def run_service(settings: Settings | None = None) -> None:
 
 def docs_app() -> FastStream:
     """Factory for `faststream docs gen --factory service.app:docs_app`."""
-    return create_app(load_settings(check_schema_on_start=False, kafka_bootstrap="localhost:9092"))[0]
+    return create_app(load_settings(check_schema_on_start=False, kafka_bootstrap="localhost:9092",
+                                    auth_mode="trust"))[0]

@@ -23,6 +23,9 @@ class Metrics:
         )
         self.published = Counter("tickets_relay_published", "Outbox rows published", ["kind"], registry=r)
         self.outbox_backlog = Gauge("tickets_outbox_backlog", "Unpublished outbox rows", registry=r)
+        self.auth_failures = Counter(
+            "tickets_auth_failures", "Actor tokens refused (jwt mode), by reason", ["reason"], registry=r
+        )
         self.relay_active = Gauge("tickets_relay_active", "1 when this instance runs the relay", registry=r)
 
     def count(self, counter: Counter, label: str, n: int = 1) -> None:

@@ -2,7 +2,7 @@
 
 Each client reads its own reply topic (``tickets.replies.<client id>``, created on start),
 so answers and results addressed to it never reach anyone else. Needs the ``client`` extra
-(aiokafka).
+(aiokafka). Pass ``security=KafkaSecurity(...)`` for TLS and/or SASL.
 
     async with TicketClient("localhost:9092") as client:
         result = await client.send(CreateTicket(actor=actor, payload=...))
@@ -18,6 +18,7 @@ from typing import Any
 from .answers import AnswerBase, ErrorAnswer, parse_answer
 from .commands import CommandBase
 from .envelope import Message
+from .kafka_security import KafkaSecurity
 from .queries import QueryBase
 from .results import CommandResult
 from .topics import COMMANDS, HEADER_CORRELATION_ID, HEADER_REPLY_TO, QUERIES
@@ -39,12 +40,13 @@ class QueryFailed(TicketClientError):
 
 class TicketClient:
     def __init__(self, bootstrap_servers: str, *, client_id: str | None = None, timeout: float = 30.0,
-                 fetch_max_wait_ms: int = 10) -> None:
+                 fetch_max_wait_ms: int = 10, security: KafkaSecurity | None = None) -> None:
         self.client_id = client_id or uuid.uuid4().hex[:12]
         self.reply_topic = f"tickets.replies.{self.client_id}"
         self.timeout = timeout
         self._bootstrap = bootstrap_servers
         self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._security = security or KafkaSecurity()
         self._waiting: dict[uuid.UUID, asyncio.Future[bytes]] = {}
         self._producer: Any = None
         self._consumer: Any = None
@@ -62,7 +64,8 @@ class TicketClient:
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
         from aiokafka.errors import TopicAlreadyExistsError
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        secure = self._security.client_kwargs()
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, **secure)
         await admin.start()
         try:
             await admin.create_topics([NewTopic(self.reply_topic, 1, 1)])
@@ -70,11 +73,11 @@ class TicketClient:
             pass
         finally:
             await admin.close()
-        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, linger_ms=0)
+        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, linger_ms=0, **secure)
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-            fetch_max_wait_ms=self._fetch_max_wait_ms,
+            fetch_max_wait_ms=self._fetch_max_wait_ms, **secure,
         )
         await self._consumer.start()
         self._consumer.assign([TopicPartition(self.reply_topic, 0)])
