@@ -21,11 +21,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from ticket_contracts import topics
 from ticket_contracts.answers import Answer
 from ticket_contracts.events import Event
+from ticket_contracts.kafka_security import KafkaSecurity
 from ticket_contracts.ops import Heartbeat
 from ticket_contracts.results import CommandResult
 
 from service.adapters.auth import ActorResolver
-from service.adapters.kafka_security import faststream_security, kafka_security
+from service.adapters.kafka_security import check_tls, faststream_security, kafka_security
 from service.adapters.relay import OutboxRelay
 from service.entrypoints.broker import TicketBroker
 from service.entrypoints.commands import command_router
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
             if not resolver.gateway_accounts:
                 log.warning("TICKETS_AUTH_GATEWAY_ACCOUNTS is empty: every ticket.ingest_email is forbidden")
         log.info("kafka connection", security_protocol=security.protocol)
+        await check_tls(settings.kafka_bootstrap, security)
         # No pre-ping (a round trip per checkout): a dead connection fails its statement, which is a
         # transient error the callers retry on a fresh connection.
         rt.engine = create_async_engine(settings.database_url, pool_size=settings.database_pool_size)
@@ -93,10 +95,7 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
     async def start_background() -> None:
         # linger_ms stays 0: with a linger, aiokafka and the embedded broker were seen to loop on
         # metadata for a reply topic and to stall stop() for the request timeout (40 s).
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, max_batch_size=1 << 20,
-                                    max_request_size=settings.producer_max_request_bytes,
-                                    client_id=f"ticket-service-relay-{settings.instance_id}",
-                                    **security.client_kwargs())
+        producer = relay_producer(settings, security)
         await producer.start()
         producers.append(producer)
         relay = OutboxRelay(
@@ -130,6 +129,13 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
         log.info("ticket service stopped", instance_id=settings.instance_id)
 
     return app, rt
+
+
+def relay_producer(settings: Settings, security: KafkaSecurity) -> AIOKafkaProducer:
+    """The relay's own aiokafka producer (not started), with the same TLS/SASL as the broker."""
+    return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, max_batch_size=1 << 20,
+                            max_request_size=settings.producer_max_request_bytes,
+                            client_id=f"ticket-service-relay-{settings.instance_id}", **security.client_kwargs())
 
 
 def _declare_outputs(broker: KafkaBroker) -> None:

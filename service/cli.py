@@ -34,11 +34,12 @@ _QUIET_LOGGERS = ("alembic.runtime.plugins",)
 
 def _run_service(settings: Settings) -> None:
     from service.adapters.auth import AuthConfigError
+    from service.adapters.kafka_security import KafkaTlsError
     from service.app import run_service
 
     try:
         asyncio.run(run_service(settings))
-    except AuthConfigError as error:
+    except (AuthConfigError, KafkaTlsError) as error:
         sys.exit(f"tickets: {error}")
     except KeyboardInterrupt:  # run_service handles signals itself; this covers a second Ctrl-C
         _log.info("interrupted")
@@ -62,12 +63,20 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 def cmd_topics(args: argparse.Namespace) -> None:
     from service.devstack.topics import ensure_topics
 
-    from service.adapters.kafka_security import kafka_security
+    from service.adapters.kafka_security import KafkaTlsError, check_tls, kafka_security
 
     settings = load_settings()
-    bootstrap = settings.kafka_bootstrap
-    asyncio.run(ensure_topics(bootstrap, partitions=args.partitions, replication_factor=args.replication_factor,
-                              security=kafka_security(settings)))
+    bootstrap, security = settings.kafka_bootstrap, kafka_security(settings)
+
+    async def create() -> None:
+        await check_tls(bootstrap, security)
+        await ensure_topics(bootstrap, partitions=args.partitions, replication_factor=args.replication_factor,
+                            security=security)
+
+    try:
+        asyncio.run(create())
+    except KafkaTlsError as error:
+        sys.exit(f"tickets topics: {error}")
     _log.info("every topic exists on %s", bootstrap)
 
 

@@ -7,6 +7,9 @@ keyword arguments for the relay's producer, the topic admin and :class:`TicketCl
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ssl
 from typing import TYPE_CHECKING
 
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -39,3 +42,32 @@ def faststream_security(security: KafkaSecurity) -> BaseSecurity | None:
     if security.tls:
         return BaseSecurity(ssl_context=context, use_ssl=True)
     return None
+
+
+class KafkaTlsError(RuntimeError):
+    """The TLS handshake with a bootstrap server failed; the message says why (CA, host name, ...)."""
+
+
+async def check_tls(bootstrap: str, security: KafkaSecurity, timeout_s: float = 10.0) -> None:
+    """Before any Kafka client starts: a TLS handshake with a bootstrap server, so a wrong CA or
+    host name is one clear line ("certificate verify failed: ...") instead of aiokafka's endless
+    "Unable to bootstrap". A server that is merely unreachable is left to the clients' retries."""
+    if not security.tls:
+        return
+    context = security.ssl_context()
+    for server in (s.strip() for s in bootstrap.split(",") if s.strip()):
+        host, _, port = server.rpartition(":")
+        host = host.strip("[]")
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, int(port), ssl=context, server_hostname=host), timeout_s)
+        except ssl.SSLError as error:
+            raise KafkaTlsError(f"TLS with Kafka at {server} failed: {error.reason or error}"
+                                f"{' (' + error.verify_message + ')' if getattr(error, 'verify_message', None) else ''}"
+                                ) from None
+        except (OSError, TimeoutError):
+            continue
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+        return

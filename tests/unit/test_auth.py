@@ -387,3 +387,39 @@ def test_mint_token_picks_the_keys_algorithm(issuer: Issuer, make: Any) -> None:
                             serialization.NoEncryption())
     token = mint_token(pem, sub=AGENT.user_id, role="agent", kid="k", issuer=ISSUER, audience=AUDIENCE)
     assert resolver(issuer).resolve(ASSERTED, token) == AGENT
+
+
+# --- start-up ---------------------------------------------------------------------------------------
+
+def run_cli(*args: str, **env: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TICKETS_")} | env
+    return subprocess.run([sys.executable, "-m", "service.cli", *args], env=environ, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({}, "tickets: TICKETS_AUTH_MODE is not set: choose jwt (production) or trust"),
+    ({"TICKETS_AUTH_MODE": "jwt"}, "tickets: TICKETS_AUTH_MODE=jwt needs TICKETS_AUTH_JWKS"),
+])
+def test_tickets_run_refuses_to_start_without_a_usable_auth_mode(env: dict[str, str], message: str) -> None:
+    done = run_cli("run", TICKETS_HTTP_PORT="0", TICKETS_KAFKA_BOOTSTRAP="127.0.0.1:9", **env)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(message), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_tickets_token_prints_a_token_the_development_jwks_accepts() -> None:
+    done = run_cli("token", "--role", "admin")
+    assert done.returncode == 0, done.stderr
+    root = Path(__file__).resolve().parents[2] / "dev" / "keys"
+    r = ActorResolver("jwt", keys=KeySet(str(root / "jwks.json")), issuer="tickets-dev", audience=AUDIENCE)
+    assert r.resolve(ASSERTED, done.stdout.strip()).role is Role.ADMIN
+    gateway = run_cli("token", "--gateway")
+    from service.cli import DEV_GATEWAY
+
+    actor = r.resolve(ASSERTED, gateway.stdout.strip())
+    assert (str(actor.user_id), actor.role) == (DEV_GATEWAY, Role.SYSTEM)
