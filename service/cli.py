@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -14,12 +13,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from service.logging import configure_logging, get_logger
 from service.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from service.devstack import EmbeddedStack
 
-_log = logging.getLogger("tickets.cli")
+_log = get_logger("tickets.cli")
 _DEV_KEYS = Path(__file__).resolve().parents[1] / "dev" / "keys"
 DEV_GATEWAY = "6a7e0000-0000-4000-8000-000000000001"
 #: `tickets dev --jwt`: the development issuer, key pair and email-gateway account (dev/keys/README.md).
@@ -29,7 +29,6 @@ DEV_JWT = {
     "TICKETS_AUTH_JWT_ISSUER": "tickets-dev",
     "TICKETS_AUTH_GATEWAY_ACCOUNTS": f'["{DEV_GATEWAY}"]',
 }
-_QUIET_LOGGERS = ("alembic.runtime.plugins",)
 
 
 def _run_service(settings: Settings) -> None:
@@ -77,7 +76,7 @@ def cmd_topics(args: argparse.Namespace) -> None:
         asyncio.run(create())
     except KafkaTlsError as error:
         sys.exit(f"tickets topics: {error}")
-    _log.info("every topic exists on %s", bootstrap)
+    _log.info("every topic exists", bootstrap=bootstrap)
 
 
 def _interrupt_on_sigterm() -> None:
@@ -112,7 +111,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
         os.environ.setdefault("TICKETS_AUTH_MODE", "trust")  # development: explicit, and loud at start-up
     default_dir = tempfile.gettempdir() if args.ephemeral else load_settings().data_dir
     data_dir = Path(args.data_dir or default_dir)
-    _log.info("starting embedded PostgreSQL (%s) and Tansu broker ...", "ephemeral" if args.ephemeral else data_dir)
+    _log.info("starting embedded PostgreSQL and Tansu broker", data_dir="ephemeral" if args.ephemeral else str(data_dir))
     try:
         with embedded_stack(data_dir, ephemeral=args.ephemeral, kafka_port=args.kafka_port) as stack:
             os.environ["TICKETS_DATABASE_URL"] = stack.database_url
@@ -121,7 +120,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
             _print_banner(stack, ephemeral=args.ephemeral)
             _migrate(stack.database_url)
             _log.info("database schema is at head; starting the service")
-            log_format = os.environ.get("TICKETS_LOG_FORMAT", "console")
+            log_format = _dev_log_format()
             settings = load_settings(
                 database_url=stack.database_url, kafka_bootstrap=stack.kafka_bootstrap, log_format=log_format
             )
@@ -190,16 +189,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dev_log_format() -> str:
+    """`tickets dev` talks to a developer: readable unless JSON is asked for."""
+    return os.environ.get("TICKETS_LOG_FORMAT", "console")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    """Every subcommand logs through the service's one set-up (JSON in JSON mode, the traceback of a
+    failure as a field of one line); a failure exits with status 1."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=load_settings().log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    args.handler(args)
+    fmt = _dev_log_format() if args.command == "dev" else os.environ.get("TICKETS_LOG_FORMAT", "auto")
+    configure_logging(fmt if fmt in ("auto", "json", "console") else "auto",
+                      os.environ.get("TICKETS_LOG_LEVEL", "INFO"))
+    try:
+        load_settings()  # bad settings are a start-up failure like any other
+        args.handler(args)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        _log.exception("tickets failed", command=args.command, error=type(error).__name__)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -134,13 +134,19 @@ class LagMonitor:
 
 
 async def monitor_loop(monitor: LagMonitor, interval_s: float, *extra: Any) -> None:
-    """Measure every ``interval_s``; ``extra`` are coroutine functions run alongside (outbox age)."""
+    """Measure every ``interval_s``; ``extra`` are coroutine functions run alongside (outbox age).
+    A measurement that fails (database down) says so once, not at every interval."""
+    failing: set[int] = set()
     while True:
-        for measure in (monitor.measure, *extra):
+        for number, measure in enumerate((monitor.measure, *extra)):
             try:
                 await measure()
+                failing.discard(number)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                log.warning("measurement failed", what=getattr(measure, "__name__", "?"), error=type(error).__name__)
+                if number not in failing:
+                    failing.add(number)
+                    log.warning("measurement failed; retrying quietly", what="lag" if number == 0 else "outbox",
+                                error=type(error).__name__)
         await asyncio.sleep(interval_s)
