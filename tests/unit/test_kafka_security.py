@@ -181,3 +181,12 @@ async def test_settings_reach_every_part_of_ticket_client(ca: CertificateAuthori
 
 def test_no_security_settings_mean_plain_tcp() -> None:
     assert kafka_security(load_settings()) == KafkaSecurity()
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_settings_reach_the_operator_tools(ca: CertificateAuthority, mechanism: str) -> None:
+    from service.ops.kafka import client_options
+
+    options = client_options(secure_settings(ca, mechanism))
+    assert options["bootstrap_servers"] == "127.0.0.1:9092"
+    expect_sasl_ssl(options, mechanism)
