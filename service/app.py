@@ -27,7 +27,7 @@ from ticket_contracts.ops import Heartbeat
 from ticket_contracts.results import CommandResult
 
 from service.adapters.auth import ActorResolver
-from service.adapters.kafka_security import check_tls, faststream_security, kafka_security
+from service.entrypoints.kafka_security import check_tls, faststream_security, kafka_security
 from service.adapters.relay import OutboxRelay
 from service.entrypoints.broker import TicketBroker
 from service.entrypoints.commands import command_router

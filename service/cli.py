@@ -33,7 +33,7 @@ DEV_JWT = {
 
 def _run_service(settings: Settings) -> None:
     from service.adapters.auth import AuthConfigError
-    from service.adapters.kafka_security import KafkaTlsError
+    from service.entrypoints.kafka_security import KafkaTlsError
     from service.app import run_service
 
     try:
@@ -62,7 +62,7 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 def cmd_topics(args: argparse.Namespace) -> None:
     from service.devstack.topics import ensure_topics
 
-    from service.adapters.kafka_security import KafkaTlsError, check_tls, kafka_security
+    from service.entrypoints.kafka_security import KafkaTlsError, check_tls, kafka_security
 
     settings = load_settings()
     bootstrap, security = settings.kafka_bootstrap, kafka_security(settings)

@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaConnectionError
 from ticket_contracts.client import TicketClient
 from ticket_contracts.kafka_security import KafkaSecurity
 
-from service.adapters.kafka_security import KafkaTlsError, check_tls
+from service.entrypoints.kafka_security import KafkaTlsError, check_tls
 from service.app import running
 from service.devstack import ensure_topics
 from tests.e2e.conftest import e2e_settings

@@ -19,7 +19,7 @@ from faststream.kafka.schemas.params import ConsumerConnectionParams
 from ticket_contracts.client import TicketClient
 from ticket_contracts.kafka_security import KafkaSecurity
 
-from service.adapters.kafka_security import faststream_security, kafka_security
+from service.entrypoints.kafka_security import faststream_security, kafka_security
 from service.app import create_app, relay_producer
 from service.devstack import topics as devstack_topics
 from service.settings import load_settings

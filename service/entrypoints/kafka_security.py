@@ -62,9 +62,9 @@ async def check_tls(bootstrap: str, security: KafkaSecurity, timeout_s: float = 
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, int(port), ssl=context, server_hostname=host), timeout_s)
         except ssl.SSLError as error:
+            detail = getattr(error, "verify_message", None)  # ssl.SSLCertVerificationError has it
             raise KafkaTlsError(f"TLS with Kafka at {server} failed: {error.reason or error}"
-                                f"{' (' + error.verify_message + ')' if getattr(error, 'verify_message', None) else ''}"
-                                ) from None
+                                + (f" ({detail})" if detail else "")) from None
         except (OSError, TimeoutError):
             continue
         writer.close()
