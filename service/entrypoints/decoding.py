@@ -130,6 +130,7 @@ def decode_command(record: Any, resolver: ActorResolver, max_bytes: int,
         return _invalid(raw, headers, allowed_reply_to, summarise(error), resolver)
     try:
         actor = resolver.resolve(command.actor, command.actor_token)
+        resolver.authorise(actor, command.type)
     except DomainError as denied:
         return _incoming(raw, headers, allowed_reply_to, None, denied.message, denied.code)
     problem = None

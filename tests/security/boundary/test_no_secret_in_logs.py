@@ -21,7 +21,7 @@ from ticket_contracts.users import UserUpserted, UserUpsertedPayload
 
 from service.domain.ticket import Ticket
 from service.entrypoints import queries as query_entrypoint
-from tests.security.conftest import JWT_SECRET_MARKER, CapturedLogs
+from tests.security.boundary.conftest import JWT_SECRET_MARKER, CapturedLogs
 from tests.support.streams import TopicReader
 from tests.support.waiting import eventually
 
