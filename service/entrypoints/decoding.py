@@ -117,8 +117,10 @@ def decode_command(record: Any, resolver: ActorResolver, max_bytes: int) -> Inco
         return _invalid(record, value, headers, error, resolver)
     try:
         actor = resolver.resolve(command.actor, command.actor_token)
-    except DomainError as denied:
-        return _incoming(command.model_dump(mode="json"), headers, command.actor, denied.message, denied.code)
+    except DomainError as denied:  # an authentication failure: answered, never recorded (retry with a token)
+        refused = _incoming(command.model_dump(mode="json"), headers, command.actor, denied.message, denied.code)
+        refused.unauthenticated = True
+        return refused
     problem = None
     if b"\\u0000" in value and _NUL.search(value) and command.type != "ticket.ingest_email":  # the gateway's mail is cleaned instead
         problem = NUL_MESSAGE
