@@ -5,7 +5,7 @@ only to a command with the same message_id AND the same fingerprint; rows from b
 migration have none and are matched by message_id alone, as before.
 
 Revision ID: c4e8f2a61d07
-Revises: b7d1e5a0c3f2
+Revises: 5b7e0c2d9a41
 Create Date: 2026-12-01 23:20:00
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = 'c4e8f2a61d07'
-down_revision: str | None = 'b7d1e5a0c3f2'
+down_revision: str | None = '5b7e0c2d9a41'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -19,6 +19,8 @@ REPLY_ADDED = "ticket.reply_added"
 TIME_LOGGED = "ticket.time_logged"
 TICKET_DELETED = "ticket.deleted"
 TICKET_RESTORED = "ticket.restored"
+FOLLOWERS_CHANGED = "ticket.followers_changed"
+ATTACHMENT_SCANNED = "ticket.attachment_scanned"
 TICKET_MERGED = "ticket.merged"
 MERGE_RECEIVED = "ticket.merge_received"
 
