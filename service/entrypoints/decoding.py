@@ -121,6 +121,10 @@ def decode_command(record: Any, resolver: ActorResolver, max_bytes: int) -> Inco
         refused = _incoming(command.model_dump(mode="json"), headers, command.actor, denied.message, denied.code)
         refused.unauthenticated = True
         return refused
+    try:
+        resolver.authorise(actor, command.type)
+    except DomainError as denied:
+        return _incoming(command.model_dump(mode="json"), headers, command.actor, denied.message, denied.code)
     problem = None
     if b"\\u0000" in value and _NUL.search(value) and command.type != "ticket.ingest_email":  # the gateway's mail is cleaned instead
         problem = NUL_MESSAGE
