@@ -105,7 +105,7 @@ class BatchChanges:
         rows.inbox = [{
             "message_id": r.command_id, "command_type": r.command_type, "ticket_id": r.ticket_id,
             "processed_at": r.sent_at, "status": r.status, "result": result_json(r), "reply_to": reply_to,
-            **({"fingerprint": fingerprint} if fingerprint is not None else {}),
+            "fingerprint": fingerprint,
         } for r, reply_to, fingerprint in self._results]
         return rows
 

@@ -169,6 +169,8 @@ processed_commands = Table(
     #: The result exactly as published (JSON text of ticket_contracts.results.CommandResult).
     Column("result", Text, nullable=False),
     Column("reply_to", Text),
+    #: Hash of the authenticated sender, command type and payload (migration c4e8f2a61d07).
+    Column("fingerprint", Text),
     Column("result_published_at", TZ),
     Column("traceparent", Text),
     Column("tracestate", Text),

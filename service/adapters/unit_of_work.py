@@ -102,9 +102,10 @@ class SqlUnitOfWork(BatchChanges):
     async def processed(self, message_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, StoredResult]:
         """Results of commands already handled (the inbox)."""
         pc = t.processed_commands
-        stmt = select(pc.c.message_id, pc.c.result, pc.c.reply_to).where(pc.c.message_id == any_(_ids))
+        stmt = select(pc.c.message_id, pc.c.result, pc.c.reply_to, pc.c.fingerprint).where(
+            pc.c.message_id == any_(_ids))
         rows = await self.conn.execute(stmt, {"ids": list(message_ids)})
-        return {r.message_id: StoredResult(result_from_json(r.result), r.reply_to) for r in rows}
+        return {r.message_id: StoredResult(result_from_json(r.result), r.reply_to, r.fingerprint) for r in rows}
 
     async def users(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, DirectoryUser]:
         wanted = list(set(ids))

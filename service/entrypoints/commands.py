@@ -83,12 +83,13 @@ def limits(s: Settings) -> Limits:
 
 async def _send_out(rt: Runtime, dead_letters: DeadLetters, dead: list[DeadLetter],
                     outcomes: list[Outcome]) -> None:
-    """Dead letters and the re-sent results of duplicates; the reply_to copies are best effort,
+    """Dead letters, the re-sent results of duplicates, and the results not stored in the inbox
+    (authentication failures, a message_id reused for another command); the reply_to copies are best effort,
     like the relay's: a client's topic that the broker refuses must not stall the partition."""
     futures, copies = [], []
     for o in outcomes:
-        if o.status != "duplicate" or o.result is None:
-            continue
+        if not (o.status == "duplicate" or o.unrecorded) or o.result is None:
+            continue  # the rest go out through the outbox (the relay)
         key = str(o.ticket_id).encode() if o.ticket_id else None
         body = result_json(o.result).encode()
         futures.append(await rt.broker.publish(body, topics.COMMAND_RESULTS, key=key, no_confirm=True))

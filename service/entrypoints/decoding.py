@@ -130,6 +130,11 @@ def decode_command(record: Any, resolver: ActorResolver, max_bytes: int,
         return _invalid(raw, headers, allowed_reply_to, summarise(error), resolver)
     try:
         actor = resolver.resolve(command.actor, command.actor_token)
+    except DomainError as denied:  # an authentication failure: answered, never recorded (retry with a token)
+        refused = _incoming(command.model_dump(mode="json"), headers, command.actor, denied.message, denied.code)
+        refused.unauthenticated = True
+        return refused
+    try:
         resolver.authorise(actor, command.type)
     except DomainError as denied:
         return _incoming(raw, headers, allowed_reply_to, None, denied.message, denied.code)

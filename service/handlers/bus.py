@@ -20,6 +20,7 @@ the command's stamp; one commit writes everything.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
@@ -41,6 +42,23 @@ log = get_logger(__name__)
 
 REGISTRY: dict[str, Registration] = complete()
 CONFLICT_MESSAGE = "the command conflicts with data already stored (e.g. a reused reply_id or entry_id)"
+REUSED_MESSAGE = "this message_id was already used for a different command; send a new command with a new message_id"
+
+
+def fingerprint(item: Incoming) -> str:
+    """Who sent what under a message_id: the authenticated actor, the type and the payload (as the
+    contract serialises it, so an absent field and an explicit null differ). Idempotency keys are
+    scoped to the sender and bound to the request, as Stripe's are."""
+    digest = hashlib.sha256()
+    a = item.actor
+    digest.update(f"{a.user_id}|{a.role.value}|{a.customer_id}|" .encode() if a else b"-|")
+    digest.update(item.command_type.encode() + b"|")
+    payload = getattr(item.command, "payload", None)
+    if payload is not None:
+        digest.update(payload.model_dump_json().encode())
+    else:
+        digest.update(f"invalid|{item.invalid_reason}|{item.invalid}".encode())
+    return digest.hexdigest()
 
 
 async def _once(action: Callable[[], Awaitable[T]]) -> T:
@@ -108,15 +126,26 @@ async def handle_batch(items: list[Incoming], uow: UnitOfWork, limits: Limits | 
         users = await uow.users(_ids(items, registrations, "users"))
         outcomes: list[Outcome] = []
         done: dict[uuid.UUID, Outcome] = {}
+        prints: dict[uuid.UUID, str] = {}
         for item, registration in zip(items, registrations, strict=True):
-            if (previous := stored.get(item.message_id)) is not None:
-                outcome = Outcome(item.message_id, previous.result, previous.reply_to or item.reply_to,
-                                  item.ticket_id, "duplicate")
+            item.fingerprint = item.fingerprint or fingerprint(item)
+            if item.unauthenticated:  # answered, never recorded: a retry with a valid token is processed
+                outcome = _unrecorded(item, now, item.invalid_reason, item.invalid or "not authenticated")
+            elif (previous := stored.get(item.message_id)) is not None:
+                if previous.fingerprint is not None and previous.fingerprint != item.fingerprint:
+                    outcome = _unrecorded(item, now, Conflict.code, REUSED_MESSAGE)
+                else:
+                    outcome = Outcome(item.message_id, previous.result, previous.reply_to or item.reply_to,
+                                      item.ticket_id, "duplicate")
             elif (seen := done.get(item.message_id)) is not None:
-                outcome = Outcome(item.message_id, seen.result, seen.reply_to, item.ticket_id, "duplicate")
+                if prints[item.message_id] != item.fingerprint:
+                    outcome = _unrecorded(item, now, Conflict.code, REUSED_MESSAGE)
+                else:
+                    outcome = Outcome(item.message_id, seen.result, seen.reply_to, item.ticket_id, "duplicate")
             else:
                 outcome = await _run(item, registration, now, users, uow, done, limits or Limits())
-                done[item.message_id] = outcome
+                if outcome.status != "failed":
+                    done[item.message_id], prints[item.message_id] = outcome, item.fingerprint
             outcomes.append(outcome)
         await uow.commit()
     return outcomes
@@ -177,6 +206,15 @@ def _finish(
     )
     uow.record_result(result, item.reply_to, item.fingerprint)
     return Outcome(item.message_id, result, item.reply_to, ticket_id, result.status, reason)
+
+
+def _unrecorded(item: Incoming, now: datetime, reason: str, message: str) -> Outcome:
+    """A rejection addressed to this sender alone, naming only what it sent; not stored as the
+    outcome of the message_id (the entrypoint publishes it to command-results and its reply_to)."""
+    result = Result(message_id=uuid.uuid4(), command_id=item.message_id, command_type=item.command_type,
+                    correlation_id=item.correlation_id, actor=item.actor, ticket_id=item.ticket_id, sent_at=now,
+                    reason=reason, message=message)
+    return Outcome(item.message_id, result, item.reply_to, item.ticket_id, "rejected", reason, unrecorded=True)
 
 
 def _result(stored: StoredResult | None) -> Result | None:

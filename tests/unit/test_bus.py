@@ -85,3 +85,61 @@ async def test_a_batch_failing_for_any_other_reason_is_split_until_the_culprit_i
     assert poison not in uow.inbox and len(uow.inbox) == 6
     assert uow.ticket(ticket.id).time_spent_minutes == sum(range(1, 8)) - 5
     assert len(attempts) < len(items) * 2  # halves, not one by one
+
+
+# ---- idempotency keys: scoped to the sender, bound to the request -------------------------------
+async def test_a_message_id_reused_by_another_actor_is_a_conflict_for_that_sender_alone() -> None:
+    uow = FakeUnitOfWork()
+    ticket = seed_ticket(uow, Status.OPEN)
+    first = log_time(agent(), ticket.id, minutes=10)
+    [done] = await run(uow, first)
+    stored = dict(uow.inbox[first.message_id])
+
+    attacker = log_time(agent(), seed_ticket(uow, Status.OPEN).id, minutes=1)
+    attacker.message_id = first.message_id
+    attacker.reply_to = "tickets.replies.attacker"
+    [answer] = await run(uow, attacker)
+
+    assert (answer.status, answer.reason, answer.unrecorded) == ("rejected", "conflict", True)
+    published = result_dict(answer)
+    assert published["actor"]["user_id"] == str(attacker.actor.user_id)  # type: ignore[union-attr]
+    assert published["ticket_id"] == str(attacker.ticket_id) and published["event_ids"] == []
+    assert str(ticket.id) not in str(published) and str(done.result.message_id) not in str(published)  # type: ignore[union-attr]
+    assert answer.reply_to == "tickets.replies.attacker"
+    assert uow.inbox[first.message_id] == stored  # the id's outcome is still the first command's
+    [again] = await run(uow, first)  # the real sender's retry still gets its stored result
+    assert (again.status, again.result) == ("duplicate", done.result)
+
+
+async def test_the_same_message_id_with_another_payload_is_a_conflict() -> None:
+    uow = FakeUnitOfWork()
+    ticket = seed_ticket(uow, Status.OPEN)
+    first = log_time(agent(), ticket.id, minutes=10)
+    await run(uow, first)
+    changed = log_time(agent(), ticket.id, minutes=20)
+    changed.message_id, changed.actor = first.message_id, first.actor
+    same_batch = log_time(agent(), ticket.id, minutes=30)
+    twin = log_time(agent(), ticket.id, minutes=40)
+    twin.message_id = same_batch.message_id
+
+    outcomes = await run(uow, changed, same_batch, twin)
+
+    assert [(o.status, o.reason) for o in outcomes] == [("rejected", "conflict"), ("accepted", None),
+                                                        ("rejected", "conflict")]
+    assert uow.ticket(ticket.id).time_spent_minutes == 40  # 10 + 30; nothing of the reuses
+    assert len(uow.inbox) == 2
+
+
+async def test_an_authentication_failure_is_answered_but_not_recorded() -> None:
+    uow = FakeUnitOfWork()
+    ticket = seed_ticket(uow, Status.OPEN)
+    valid = log_time(agent(), ticket.id, minutes=10)
+    refused = dataclasses.replace(valid, actor=None, command=None, invalid="the actor token is invalid",
+                                  invalid_reason="forbidden", unauthenticated=True)
+
+    [answer] = await run(uow, refused)
+    assert (answer.status, answer.reason, answer.unrecorded) == ("rejected", "forbidden", True)
+    assert uow.inbox == {}
+
+    [retried] = await run(uow, valid)  # the same message_id, now with a valid token
+    assert retried.status == "accepted" and uow.ticket(ticket.id).time_spent_minutes == 10
