@@ -131,7 +131,7 @@ def decode_command(record: Any, resolver: ActorResolver, max_bytes: int,
     try:
         actor = resolver.resolve(command.actor, command.actor_token)
     except DomainError as denied:  # an authentication failure: answered, never recorded (retry with a token)
-        refused = _incoming(command.model_dump(mode="json"), headers, command.actor, denied.message, denied.code)
+        refused = _incoming(raw, headers, allowed_reply_to, None, denied.message, denied.code)
         refused.unauthenticated = True
         return refused
     try:
