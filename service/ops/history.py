@@ -64,7 +64,7 @@ async def _history(engine: AsyncEngine, table: str, selection: HistorySelection
             rows = (await conn.execute(query, params)).all()
         if not rows:
             return
-        yield rows
+        yield list(rows)
         after = rows[-1].seq
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from ticket_contracts import topics
@@ -27,10 +28,10 @@ def print_letter(letter: Letter, *, body: bool) -> None:
     print()
 
 
-def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    rows = [tuple(safe(c) for c in r) for r in rows]
-    widths = [max(len(x) for x in column) for column in zip(header, *rows, strict=True)]
-    for row in (header, *rows):
+def table(header: tuple[str, ...], rows: Sequence[tuple[str | None, ...]]) -> None:
+    cells = [tuple(safe(c if c is not None else "-") for c in r) for r in rows]
+    widths = [max(len(x) for x in column) for column in zip(header, *cells, strict=True)]
+    for row in (header, *cells):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
