@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from ticket_contracts import topics
 
-from service.ops import dlq, outbox
+from service.ops import dlq, history, outbox, render
 from service.ops.kafka import TopicNotFound
 from service.settings import load_settings
 
@@ -90,10 +88,10 @@ def _dlq_list(args: argparse.Namespace) -> None:
             if not any(s.topic == t for s in summaries):
                 print(json.dumps(dlq.Summary(t, None).as_json()))
         return
-    rows = [(s.topic, s.error_class, str(s.count), _when(s.oldest), _when(s.newest)) for s in summaries]
+    rows = [(s.topic, s.error_class, str(s.count), render.when(s.oldest), render.when(s.newest)) for s in summaries]
     rows += [(t, "-", "0", "-", "-") for t in wanted if not any(s.topic == t for s in summaries)]
     rows.sort(key=lambda r: (wanted.index(r[0]), r[1]))
-    _table(("topic", "error class", "letters", "oldest", "newest"), rows)
+    render.table(("topic", "error class", "letters", "oldest", "newest"), rows)
 
 
 def _selection(args: argparse.Namespace, topic: str) -> dlq.Selection:
@@ -108,29 +106,12 @@ def _dlq_show(args: argparse.Namespace) -> None:
     async def show() -> int:
         count = 0
         async for letter in dlq.letters(load_settings(), topic, selection):
-            _print_letter(letter, body=args.body)
+            render.print_letter(letter, body=args.body)
             count += 1
         return count
 
     if not _run(show()):
         print(f"no matching letters on {topic}", file=sys.stderr)
-
-
-def _print_letter(letter: dlq.Letter, *, body: bool) -> None:
-    print(f"letter      {letter.id}")
-    print(f"error       {_safe(letter.error_class)}: {_safe(letter.header(topics.DLQ_HEADER_ERROR_MESSAGE) or '')}")
-    print(f"failed at   {_when(letter.failed_at)}")
-    print(f"key         {_show_bytes(letter.key)}")
-    print("headers")
-    for name, value in letter.headers:
-        print(f"  {_safe(name)}: {_show_bytes(value)}")
-    size = len(letter.value) if letter.value is not None else 0
-    if body:
-        print(f"body        ({size} bytes)")
-        print(f"  {_show_bytes(letter.value)}")
-    else:
-        print(f"body        {size} bytes (--body prints it)")
-    print()
 
 
 def _dlq_export(args: argparse.Namespace) -> None:
@@ -167,7 +148,7 @@ def _outbox_status(args: argparse.Namespace) -> None:
         return
     for name, backlog in (("events", status.events), ("results", status.results)):
         age = backlog.age(status.now)
-        oldest = f"oldest unpublished {_duration(age)} old ({_when(backlog.oldest)})" if age is not None else ""
+        oldest = f"oldest unpublished {render.duration(age)} old ({render.when(backlog.oldest)})" if age is not None else ""
         print(f"{name:<9}{backlog.rows:>8} unpublished   {oldest}".rstrip())
     print(f"history  {status.history_rows:>8} rows          last seq {status.last_seq or '-'}")
     relay = status.relay
@@ -175,8 +156,8 @@ def _outbox_status(args: argparse.Namespace) -> None:
         print("relay    no instance holds the relay lock: nothing is being published")
     else:
         who = relay.instance_id or f"application {relay.application_name!r}"
-        print(f"relay    {_safe(who)} (PostgreSQL backend pid {relay.pid}, from {relay.client_addr or 'local socket'}, "
-              f"connected {_when(relay.backend_start)})")
+        print(f"relay    {render.safe(who)} (PostgreSQL backend pid {relay.pid}, from {relay.client_addr or 'local socket'}, "
+              f"connected {render.when(relay.backend_start)})")
 
 
 def _events_republish(args: argparse.Namespace) -> None:
@@ -184,8 +165,8 @@ def _events_republish(args: argparse.Namespace) -> None:
         raise outbox.OpsError("say what to republish: --all, --since-seq N and/or --ticket ID")
     if args.all and (args.since_seq is not None or args.ticket):
         raise outbox.OpsError("--all excludes --since-seq and --ticket")
-    selection = outbox.HistorySelection(args.since_seq or 0, outbox.parse_tickets(args.ticket))
-    done = _run(outbox.republish(load_settings(), selection, to_topic=args.to_topic, dry_run=args.dry_run))
+    selection = history.HistorySelection(args.since_seq or 0, history.parse_tickets(args.ticket))
+    done = _run(history.republish(load_settings(), selection, to_topic=args.to_topic, dry_run=args.dry_run))
     span = f" (seq {done.first_seq}..{done.last_seq})" if done.rows else ""
     print(f"{'would republish' if args.dry_run else 'republished'} {done.rows} events{span} to {done.topic}")
 
@@ -211,44 +192,10 @@ def _guarded(handler: Callable[[argparse.Namespace], Any]) -> Callable[[argparse
     return run
 
 
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str | None, ...]]) -> None:
-    cells = [tuple(_safe(c if c is not None else "-") for c in r) for r in rows]
-    widths = [max(len(x) for x in column) for column in zip(header, *cells, strict=True)]
-    for row in (header, *cells):
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _safe(value: str) -> str:
-    """Untrusted text for a terminal: control characters (escape sequences) shown escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
-
-
-def _show_bytes(value: bytes | None) -> str:
-    if value is None:
-        return "(null)"
-    try:
-        return _safe(value.decode("utf-8"))
-    except UnicodeDecodeError:
-        return "base64:" + base64.b64encode(value).decode()
-
-
-def _when(at: datetime | None) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if at else "-"
-
-
-def _duration(age: timedelta) -> str:
-    seconds = max(0.0, age.total_seconds())
-    if seconds < 120:
-        return f"{seconds:.1f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
 def refill_dev_broker(settings: Any) -> None:
     """``tickets dev``: put the published history back on the fresh, empty memory-only broker."""
     from service.logging import get_logger
 
-    for done in _run(outbox.refill(settings)):
+    for done in _run(history.refill(settings)):
         get_logger("tickets.cli").info("refilled the fresh broker from the database", topic=done.topic,
                                        rows=done.rows)

@@ -22,7 +22,8 @@ from ticket_contracts.client import TicketClient
 
 from service.app import running
 from service.devstack import EmbeddedKafka, ensure_topics, free_port
-from service.ops.outbox import outbox_status, refill
+from service.ops.history import refill
+from service.ops.outbox import outbox_status
 from service.settings import load_settings
 from tests.faults.conftest import Stack
 from tests.support.cli import ok

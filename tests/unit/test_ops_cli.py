@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.cli import build_parser
-from service.ops.cli import _safe, _show_bytes
+from service.ops.render import safe as _safe, show_bytes as _show_bytes
 
 
 def test_escape_sequences_never_reach_the_terminal() -> None:
