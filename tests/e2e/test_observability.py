@@ -154,3 +154,23 @@ def _latest_beat_with_lag(output: TopicReader, service: Runtime) -> Heartbeat | 
     lag = beats[-1].consumer_lag if beats else None
     commands = {k: v for k, v in (lag or {}).items() if k.startswith(f"{topics.COMMANDS}:")}
     return beats[-1] if commands and set(commands.values()) == {0} else None
+
+
+async def test_dead_letters_keep_the_original_trace_context_untouched(
+    service: Runtime, kafka_bootstrap: str, output: TopicReader,
+) -> None:
+    """The tracing middleware sits on the subscribers, not the broker: a dead letter's traceparent is
+    the original one, not a span of ours."""
+    traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01".encode()
+    key = uuid.uuid4().hex.encode()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.COMMANDS, b"not json", key=key,
+                                     headers=[("traceparent", traceparent), ("x-origin", b"test")])
+    finally:
+        await producer.stop()
+    [letter] = await eventually(lambda: [r for r in output.records if r.key == key], what="the dead letter")
+    headers = dict(letter.headers)
+    assert letter.topic == topics.dlq(topics.COMMANDS)
+    assert headers["traceparent"] == traceparent and headers["x-origin"] == b"test"
