@@ -80,3 +80,37 @@ def links(contexts: Iterable[Context], limit: int = 128) -> list[trace.Link]:
             if len(out) >= limit:
                 break
     return out
+
+
+class MessageSpans:
+    """One span per message of a batch, each in the trace its own ``traceparent`` names (a new trace
+    without one), linked to the batch's span (the current one: FastStream's middleware). The spans'
+    trace context is what the message's outputs carry; they end when the batch is done."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+        self._batch = links([trace.set_span_in_context(trace.get_current_span())])
+        self.spans: dict[Any, Span] = {}
+
+    def start(self, key: Any, name: str, headers: dict[str, str], **attributes: Any) -> Span:
+        span = self._tracer.start_span(name, context=extract(headers), kind=trace.SpanKind.CONSUMER,
+                                       links=self._batch, attributes=attributes)
+        self.spans.setdefault(key, span)
+        return span
+
+    def carriers(self) -> dict[Any, tuple[str | None, str | None]]:
+        """key → (traceparent, tracestate) for the messages that have a trace context."""
+        out = {}
+        for key, span in self.spans.items():
+            if span.get_span_context().is_valid:
+                out[key] = carrier(span)
+        return out
+
+    def end(self, outcomes: dict[Any, str] | None = None) -> None:
+        for key, span in self.spans.items():
+            if outcomes and (outcome := outcomes.get(key)) is not None:
+                span.set_attribute("tickets.outcome", outcome)
+                if outcome == "failed":
+                    span.set_status(trace.Status(trace.StatusCode.ERROR))
+            span.end()
+        self.spans.clear()
