@@ -116,6 +116,14 @@ class RestoreTicketPayload(TicketPayload):
     pass
 
 
+class MergeTicketPayload(TicketPayload):
+    """Merge the ticket ``ticket_id`` (the source, closed by the merge) into ``into_ticket_id``
+    (the target, which lives on). ``expected_version`` is the source's."""
+
+    into_ticket_id: uuid.UUID = Field(description="The ticket that absorbs the source; same customer, not closed.")
+    reason: Reason | None = None
+
+
 EmailId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=998)]
 #: Email bodies are accepted up to this many characters; longer ones are rejected by the service.
 EMAIL_BODY_MAX = 200_000
@@ -180,6 +188,13 @@ class RestoreTicket(CommandBase):
     payload: RestoreTicketPayload
 
 
+class MergeTicket(CommandBase):
+    """Keyed by the source ticket id."""
+
+    type: Literal["ticket.merge"] = "ticket.merge"
+    payload: MergeTicketPayload
+
+
 class IngestEmail(CommandBase):
     type: Literal["ticket.ingest_email"] = "ticket.ingest_email"
     payload: IngestEmailPayload
@@ -196,6 +211,7 @@ Command = Annotated[
         DeleteTicket,
         RestoreTicket,
         IngestEmail,
+        MergeTicket,
     ],
     Field(discriminator="type"),
 ]

@@ -35,6 +35,7 @@ VALID = {
     "ticket.restore": ({"ticket_id": TICKET}, c.RestoreTicket),
     "ticket.ingest_email": ({"email_message_id": "<a@b>", "from_address": "a@b.example", "body": "hi",
                              "received_at": "2026-01-01T00:00:00Z"}, c.IngestEmail),
+    "ticket.merge": ({"ticket_id": TICKET, "into_ticket_id": str(uuid.uuid4())}, c.MergeTicket),
 }
 
 
@@ -152,7 +153,7 @@ def test_json_schemas_cover_every_message_kind() -> None:
     text = json.dumps(schemas)
     command_types = set(VALID)
     event_types = {f"ticket.{t}" for t in ("created", "updated", "status_changed", "assigned", "reply_added",
-                                           "time_logged", "deleted", "restored")}
+                                           "time_logged", "deleted", "restored", "merged", "merge_received")}
     query_types = {f"ticket.{t}" for t in ("get", "list", "my", "thread", "history", "time_entries")}
     for name, types in (("command", command_types), ("event", event_types), ("query", query_types)):
         mapping = schemas[name]["discriminator"]["mapping"]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from ticket_contracts.commands import MergeTicket
 from ticket_contracts.envelope import Actor as ContractActor
 
 from service.domain.values import Role, Status
@@ -31,6 +32,7 @@ from .fakes import (
     create,
     customer,
     delete,
+    incoming,
     log_time,
     reply,
     restore,
@@ -65,10 +67,11 @@ WHO_MAY = {
     "log-time": STAFF,
     "delete": ADMIN_ONLY,
     "restore": ADMIN_ONLY,
+    "merge": STAFF,                  # into an open ticket of the same customer
 }
 #: SPEC §5: closed is final — no replies, edits, status changes, assignment or time entries.
 BLOCKED_WHEN_CLOSED = {"update-title", "update-priority", "change-status", "assign", "reply-public",
-                       "reply-internal", "log-time"}
+                       "reply-internal", "log-time", "merge"}
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ def expected(actor: str, command: str, state: State) -> str:
 
 
 def command_for(command: str, sender: ContractActor, ticket_id: uuid.UUID, status: Status | None,
-                assignee: uuid.UUID) -> object:
+                assignee: uuid.UUID, other: uuid.UUID) -> object:
     customer_target = ("open", "changed my mind") if status is Status.RESOLVED else ("resolved", None)
     staff_target = ("in_progress", None) if status is Status.ON_HOLD else ("on_hold", "waiting for the vendor")
     builders = {
@@ -116,6 +119,7 @@ def command_for(command: str, sender: ContractActor, ticket_id: uuid.UUID, statu
         "log-time": lambda: log_time(sender, ticket_id, minutes=30),
         "delete": lambda: delete(sender, ticket_id, reason="duplicate"),
         "restore": lambda: restore(sender, ticket_id),
+        "merge": lambda: incoming(MergeTicket(actor=sender, payload={"ticket_id": ticket_id, "into_ticket_id": other})),
     }
     return builders[command]()
 
@@ -130,13 +134,14 @@ CASES = [
 async def test_command_on_existing_ticket(actor: str, command: str, state: State) -> None:
     uow = FakeUnitOfWork()
     assignee = seed_user(uow, Role.AGENT).user_id
+    other = seed_ticket(uow, Status.OPEN).id  # a merge's target: the same customer's open ticket
     if state.status is None:
         ticket_id, before = uuid.uuid4(), None
     else:
         ticket = seed_ticket(uow, state.status, deleted=state.deleted, version=3)
         ticket_id, before = ticket.id, dict(uow.tickets[ticket.id])
 
-    result = await run_one(uow, command_for(command, ACTORS[actor](), ticket_id, state.status, assignee))
+    result = await run_one(uow, command_for(command, ACTORS[actor](), ticket_id, state.status, assignee, other))
 
     want = expected(actor, command, state)
     if want == ACCEPTED:
