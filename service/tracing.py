@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
@@ -122,7 +123,8 @@ class MessageSpans:
 #: The trace context of each command of the batch in hand (message_id → (traceparent, tracestate)),
 #: set by the commands entrypoint; the unit of work stores it with each command's events and result,
 #: so the relay sends them in the command's trace. Empty outside a batch (the handlers never see it).
-COMMAND_TRACES: ContextVar[dict[Any, tuple[str | None, str | None]]] = ContextVar("command_traces", default={})
+COMMAND_TRACES: ContextVar[Mapping[Any, tuple[str | None, str | None]]] = ContextVar(
+    "command_traces", default=MappingProxyType({}))
 NO_TRACE: tuple[None, None] = (None, None)
 
 

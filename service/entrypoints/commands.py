@@ -90,10 +90,9 @@ async def _send_out(rt: Runtime, dead_letters: DeadLetters, dead: list[DeadLette
             continue
         key = str(o.ticket_id).encode() if o.ticket_id else None
         body = result_json(o.result).encode()
+        traceparent, tracestate = tracing.COMMAND_TRACES.get().get(o.message_id, tracing.NO_TRACE)
         headers = output_headers(correlation_id=o.result.correlation_id, causation_id=o.result.command_id,
-                                 message_type="ticket.command_result",
-                                 **dict(zip(("traceparent", "tracestate"),
-                                            tracing.COMMAND_TRACES.get().get(o.message_id, tracing.NO_TRACE))))
+                                 message_type="ticket.command_result", traceparent=traceparent, tracestate=tracestate)
         futures.append(await rt.broker.publish(body, topics.COMMAND_RESULTS, key=key, headers=headers,
                                                no_confirm=True))
         if o.reply_to:
