@@ -13,8 +13,11 @@ its events and result and sent with them, so downstream traces stay connected.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
@@ -80,3 +83,62 @@ def links(contexts: Iterable[Context], limit: int = 128) -> list[trace.Link]:
             if len(out) >= limit:
                 break
     return out
+
+
+class MessageSpans:
+    """One span per message of a batch, each in the trace its own ``traceparent`` names (a new trace
+    without one), linked to the batch's span (the current one: FastStream's middleware). The spans'
+    trace context is what the message's outputs carry; they end when the batch is done."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+        self._batch = links([trace.set_span_in_context(trace.get_current_span())])
+        self.spans: dict[Any, Span] = {}
+        self.outcomes: dict[Any, str] = {}
+
+    def start(self, key: Any, name: str, headers: dict[str, str], **attributes: Any) -> Span:
+        span = self._tracer.start_span(name, context=extract(headers), kind=trace.SpanKind.CONSUMER,
+                                       links=self._batch, attributes=attributes)
+        self.spans.setdefault(key, span)
+        return span
+
+    def carriers(self) -> dict[Any, tuple[str | None, str | None]]:
+        """key → (traceparent, tracestate) for the messages that have a trace context."""
+        out = {}
+        for key, span in self.spans.items():
+            if span.get_span_context().is_valid:
+                out[key] = carrier(span)
+        return out
+
+    def end(self, outcomes: dict[Any, str] | None = None) -> None:
+        for key, span in self.spans.items():
+            if outcomes and (outcome := outcomes.get(key)) is not None:
+                span.set_attribute("tickets.outcome", outcome)
+                if outcome == "failed":
+                    span.set_status(trace.Status(trace.StatusCode.ERROR))
+            span.end()
+        self.spans.clear()
+
+
+#: The trace context of each command of the batch in hand (message_id → (traceparent, tracestate)),
+#: set by the commands entrypoint; the unit of work stores it with each command's events and result,
+#: so the relay sends them in the command's trace. Empty outside a batch (the handlers never see it).
+COMMAND_TRACES: ContextVar[Mapping[Any, tuple[str | None, str | None]]] = ContextVar(
+    "command_traces", default=MappingProxyType({}))
+NO_TRACE: tuple[None, None] = (None, None)
+
+
+@contextlib.contextmanager
+def traced_messages(tracer: trace.Tracer, messages: Iterable[tuple[Any, str, dict[str, str]]]
+                    ) -> Iterator[MessageSpans]:
+    """A span per ``(key, span name, headers)`` for the duration of the block, their trace context
+    in :data:`COMMAND_TRACES`; outcomes noted in ``spans.outcomes`` are recorded on the spans."""
+    spans = MessageSpans(tracer)
+    for key, name, headers in messages:
+        spans.start(key, name, headers, **{"messaging.message.id": str(key)})
+    token = COMMAND_TRACES.set(spans.carriers())
+    try:
+        yield spans
+    finally:
+        COMMAND_TRACES.reset(token)
+        spans.end(spans.outcomes)

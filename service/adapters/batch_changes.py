@@ -14,7 +14,13 @@ from service.domain.events import DomainEvent
 from service.domain.ticket import Reply, Ticket, TimeEntry
 from service.handlers.messages import Result, Stamp
 
+from service.tracing import COMMAND_TRACES, NO_TRACE
+
 from .serialization import event_json, result_json
+
+
+def _trace_columns(context: tuple[str | None, str | None]) -> dict[str, str | None]:
+    return {"traceparent": context[0], "tracestate": context[1]}
 
 
 @dataclass(slots=True)
@@ -98,13 +104,16 @@ class BatchChanges:
             rows.attachments.extend(new_files)
             rows.scans.extend(scanned)
             (rows.new_tickets if ticket_id in self._new else rows.changed_tickets).append(ticket)
+        traces = COMMAND_TRACES.get()  # the command's trace context goes with its events and result
         rows.events = [{
             "event_id": e.event_id, "ticket_id": e.ticket_id, "ticket_version": e.version, "type": e.type,
             "internal": e.internal, "occurred_at": e.occurred_at, "body": event_json(e, stamp),
+            **_trace_columns(traces.get(stamp.causation_id, NO_TRACE)),
         } for e, stamp in self._events]
         rows.inbox = [{
             "message_id": r.command_id, "command_type": r.command_type, "ticket_id": r.ticket_id,
             "processed_at": r.sent_at, "status": r.status, "result": result_json(r), "reply_to": reply_to,
+            **_trace_columns(traces.get(r.command_id, NO_TRACE)),
             "fingerprint": fingerprint,
         } for r, reply_to, fingerprint in self._results]
         return rows

@@ -17,6 +17,8 @@ from faststream.kafka import KafkaRouter
 from ticket_contracts import topics
 from ticket_contracts.commands import Command
 
+from service import tracing
+from service.adapters.message_headers import output_headers
 from service.adapters.retry import retry_transient
 from service.adapters.serialization import result_json
 from service.adapters.unit_of_work import SqlUnitOfWork
@@ -30,7 +32,7 @@ from service.settings import Settings
 
 from .acking import ack_after, batch_subscription, documented_per_record
 from .dead_letters import DeadLetters
-from .decoding import DeadLetter, decode_command, split_decoded
+from .decoding import DeadLetter, decode_command, headers_of, split_decoded
 
 log = get_logger(__name__)
 
@@ -40,6 +42,7 @@ def command_router(rt: Runtime) -> KafkaRouter:
     router = KafkaRouter()
     dead_letters = DeadLetters(rt.broker, rt.metrics)
     bus = message_bus(rt)
+    tracer = rt.tracer_provider.get_tracer(tracing.INSTRUMENTATION)
 
     @router.subscriber(topics.COMMANDS, **batch_subscription(
         rt, topics.COMMANDS, "commands", "Commands, keyed by ticket id; one result per distinct message_id."))
@@ -53,11 +56,16 @@ def command_router(rt: Runtime) -> KafkaRouter:
         decoded, dead = split_decoded(records, lambda r: decode_command(r, rt.resolver, s.max_message_bytes, rt.reply_topics))
         sources = [record for record, _ in decoded]
         items: list[Incoming] = [item for _, item in decoded]
-        outcomes = await bus.handle(items)
-        crashed = [DeadLetter(record, type(o.error).__name__, str(o.error)[:500])
-                   for record, o in zip(sources, outcomes, strict=True) if o.status == "failed"]
-        await retry_transient(lambda: _send_out(rt, dead_letters, dead + crashed, outcomes), what="publish",
-                              initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s)
+        # A span per command in the trace of its traceparent; its context is stored with the
+        # command's events and result (tracing.COMMAND_TRACES) and sent with re-sent results.
+        with tracing.traced_messages(tracer, ((i.message_id, f"command {i.command_type}", headers_of(r))
+                                              for r, i in decoded)) as spans:
+            outcomes = await bus.handle(items)
+            spans.outcomes.update((o.message_id, o.status) for o in outcomes)
+            crashed = [DeadLetter(record, type(o.error).__name__, str(o.error)[:500])
+                       for record, o in zip(sources, outcomes, strict=True) if o.status == "failed"]
+            await retry_transient(lambda: _send_out(rt, dead_letters, dead + crashed, outcomes), what="publish",
+                                  initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s)
         _account(rt, items, outcomes, len(records), time.perf_counter() - started)
 
     return router
@@ -92,9 +100,13 @@ async def _send_out(rt: Runtime, dead_letters: DeadLetters, dead: list[DeadLette
             continue  # the rest go out through the outbox (the relay)
         key = str(o.ticket_id).encode() if o.ticket_id else None
         body = result_json(o.result).encode()
-        futures.append(await rt.broker.publish(body, topics.COMMAND_RESULTS, key=key, no_confirm=True))
+        traceparent, tracestate = tracing.COMMAND_TRACES.get().get(o.message_id, tracing.NO_TRACE)
+        headers = output_headers(correlation_id=o.result.correlation_id, causation_id=o.result.command_id,
+                                 message_type="ticket.command_result", traceparent=traceparent, tracestate=tracestate)
+        futures.append(await rt.broker.publish(body, topics.COMMAND_RESULTS, key=key, headers=headers,
+                                               no_confirm=True))
         if o.reply_to and rt.reply_topics.allows(o.reply_to):  # never a topic outside the reply pattern
-            copies.append(rt.broker.publish(body, o.reply_to, key=key))
+            copies.append(rt.broker.publish(body, o.reply_to, key=key, headers=headers))
     await dead_letters.send_many(dead)
     if futures:
         await asyncio.gather(*futures)

@@ -154,3 +154,61 @@ def _latest_beat_with_lag(output: TopicReader, service: Runtime) -> Heartbeat | 
     lag = beats[-1].consumer_lag if beats else None
     commands = {k: v for k, v in (lag or {}).items() if k.startswith(f"{topics.COMMANDS}:")}
     return beats[-1] if commands and set(commands.values()) == {0} else None
+
+
+async def test_dead_letters_keep_the_original_trace_context_untouched(
+    service: Runtime, kafka_bootstrap: str, output: TopicReader,
+) -> None:
+    """The tracing middleware sits on the subscribers, not the broker: a dead letter's traceparent is
+    the original one, not a span of ours."""
+    traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01".encode()
+    key = uuid.uuid4().hex.encode()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.COMMANDS, b"not json", key=key,
+                                     headers=[("traceparent", traceparent), ("x-origin", b"test")])
+    finally:
+        await producer.stop()
+    [letter] = await eventually(lambda: [r for r in output.records if r.key == key], what="the dead letter")
+    headers = dict(letter.headers)
+    assert letter.topic == topics.dlq(topics.COMMANDS)
+    assert headers["traceparent"] == traceparent and headers["x-origin"] == b"test"
+
+
+async def test_a_command_with_a_traceparent_yields_events_and_a_result_in_its_trace(
+    service: Runtime, kafka_bootstrap: str, output: TopicReader, spans: InMemorySpanExporter,
+) -> None:
+    customer = Actor(user_id=uuid.uuid4(), role="customer", customer_id=uuid.uuid4())
+    ticket_id = new_id()
+    command = CreateTicket(actor=customer, payload={"ticket_id": ticket_id, "title": "Traced", "description": "D"})
+    trace_id, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.COMMANDS, command.model_dump_json().encode(), key=str(ticket_id).encode(),
+                                     headers=[("traceparent", f"00-{trace_id}-{caller_span}-01".encode()),
+                                              ("tracestate", b"caller=1")])
+    finally:
+        await producer.stop()
+    key = str(ticket_id).encode()
+    records = await eventually(lambda: len(r := [x for x in output.records if x.key == key]) >= 2 and r,
+                               what="the event and the result")
+    assert {r.topic for r in records} == {topics.EVENTS, topics.COMMAND_RESULTS}
+    for record in records:
+        headers = {k: v.decode() for k, v in record.headers}
+        body = json.loads(record.value)
+        assert headers["traceparent"].split("-")[1] == trace_id, record.topic
+        assert headers["tracestate"] == "caller=1"
+        assert headers["causation_id"] == str(command.message_id) == body["causation_id"]
+        assert headers["correlation_id"] == body["correlation_id"] and headers["type"] == body["type"]
+        assert headers["content-type"] == "application/json"
+    in_trace = await eventually(lambda: [s for s in spans.get_finished_spans() if s.context.trace_id == int(trace_id, 16)
+                                         and s.name.endswith(" publish")] and
+                                [s for s in spans.get_finished_spans() if s.context.trace_id == int(trace_id, 16)],
+                                what="the command's and the relay's spans")
+    [handled] = [s for s in in_trace if s.name == "command ticket.create"]
+    assert handled.parent.span_id == int(caller_span, 16)
+    assert headers["traceparent"].split("-")[2] == f"{handled.context.span_id:016x}"
+    published = [s for s in in_trace if s.name.endswith(" publish")]
+    assert {s.parent.span_id for s in published} == {handled.context.span_id}

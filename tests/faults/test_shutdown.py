@@ -5,8 +5,14 @@ handled exactly once — nothing lost, nothing doubled. A stopping instance neve
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
@@ -22,13 +28,26 @@ from tests.support.streams import TopicReader
 from tests.support.waiting import eventually
 from tests.support.workload import check_event_stream, interleaved_commands
 
-from .test_database_outage import _count, _produce, _start, _stop, own_postgres  # noqa: F401  (fixture)
+from .test_database_outage import _count, _produce, _start, _stop
 
 TIMEOUT_S = 6.0
 
 
+@pytest.fixture
+def own_postgres() -> Iterator[EmbeddedPostgres]:
+    """Not under tmp_path: PostgreSQL runs as its own user, which must reach the data directory, and
+    pytest's shared base directory may be cleaned up by another session meanwhile."""
+    scratch = Path(tempfile.mkdtemp(prefix="tickets-shutdown-test-"))
+    scratch.chmod(0o755)
+    pg = EmbeddedPostgres()
+    pg.start(scratch, ephemeral=True)
+    yield pg
+    pg.stop()
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
 async def test_shutdown_with_the_database_down_is_bounded_and_loses_or_doubles_nothing(
-    own_postgres: EmbeddedPostgres, own_broker: EmbeddedKafka,  # noqa: F811
+    own_postgres: EmbeddedPostgres, own_broker: EmbeddedKafka,
 ) -> None:
     url = own_postgres.url
     await asyncio.to_thread(upgrade, url)
