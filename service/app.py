@@ -25,6 +25,7 @@ from ticket_contracts.ops import Heartbeat
 from ticket_contracts.results import CommandResult
 
 from service.adapters.auth import ActorResolver
+from service.adapters.read_models import check_search_config
 from service.adapters.relay import OutboxRelay
 from service.entrypoints.broker import TicketBroker
 from service.entrypoints.commands import command_router
@@ -75,9 +76,14 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
             log.warning("AUTH MODE IS 'trust': actors are taken from the envelope unverified — development only")
         # No pre-ping (a round trip per checkout): a dead connection fails its statement, which is a
         # transient error the callers retry on a fresh connection.
-        rt.engine = create_async_engine(settings.database_url, pool_size=settings.database_pool_size)
+        rt.engine = create_async_engine(
+            settings.database_url, pool_size=settings.database_pool_size,
+            # The search triggers build documents with the configuration queries search with.
+            connect_args={"server_settings": {"tickets.search_config": settings.search_text_config}},
+        )
         if settings.check_schema_on_start:
             await check_schema_at_head(rt.engine)
+        await check_search_config(rt.engine, settings.search_text_config)
 
     @app.after_startup
     async def start_background() -> None:

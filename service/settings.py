@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     )
     auth_jwt_secret: str = Field("", description="Shared HS256 secret for auth_mode=jwt.")
     check_schema_on_start: bool = Field(True, description="Refuse to start unless the schema is at head.")
+    search_text_config: str = Field(
+        "english", pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$",
+        description="PostgreSQL text search configuration of ticket.search (e.g. english, german, simple); "
+        "changing it needs the documents rebuilt (docs/queries.md).",
+    )
     data_dir: str = Field(".data", description="Embedded stack: where PostgreSQL keeps its data.")
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR, UUID
 
 metadata = MetaData(
     naming_convention={
@@ -80,6 +80,20 @@ Index("ix_tickets_assignee_created", tickets.c.assignee_id, tickets.c.created_at
 Index("ix_tickets_status_created", tickets.c.status, tickets.c.created_at, tickets.c.id, postgresql_where=_LIVE)
 Index("ix_tickets_category_created", tickets.c.category_id, tickets.c.created_at, tickets.c.id, postgresql_where=_LIVE)
 Index("ix_tickets_title_trgm", tickets.c.title, postgresql_using="gin", postgresql_ops={"title": "gin_trgm_ops"})
+
+#: Full-text search documents, one row per ticket, kept current by triggers (migration 9e332d8961c3):
+#: ``public_doc`` = title (A), description (B), public replies (C) — all a customer's search reads;
+#: ``staff_doc`` = the same plus internal notes (D). Apart from ``tickets`` so that updates that change
+#: no text never rewrite the documents or their GIN entries. See docs/queries.md.
+ticket_search = Table(
+    "ticket_search",
+    metadata,
+    Column("ticket_id", UUID(as_uuid=True), ForeignKey("tickets.id"), primary_key=True),
+    Column("public_doc", TSVECTOR, nullable=False),
+    Column("staff_doc", TSVECTOR, nullable=False),
+    Index("ix_ticket_search_public", "public_doc", postgresql_using="gin"),
+    Index("ix_ticket_search_staff", "staff_doc", postgresql_using="gin"),
+)
 
 replies = Table(
     "replies",

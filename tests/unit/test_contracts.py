@@ -153,7 +153,7 @@ def test_json_schemas_cover_every_message_kind() -> None:
     command_types = set(VALID)
     event_types = {f"ticket.{t}" for t in ("created", "updated", "status_changed", "assigned", "reply_added",
                                            "time_logged", "deleted", "restored")}
-    query_types = {f"ticket.{t}" for t in ("get", "list", "my", "thread", "history", "time_entries")}
+    query_types = {f"ticket.{t}" for t in ("get", "list", "my", "search", "thread", "history", "time_entries")}
     for name, types in (("command", command_types), ("event", event_types), ("query", query_types)):
         mapping = schemas[name]["discriminator"]["mapping"]
         assert set(mapping) == types, name
