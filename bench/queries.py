@@ -167,7 +167,8 @@ async def seed(server_url: str, args: argparse.Namespace, report: dict[str, Any]
         async with engine.connect() as conn:
             count = await conn.scalar(text("SELECT count(*) FROM tickets")) if exists and args.reuse else None
         if count == args.tickets:
-            say(f"reusing {DATABASE}: {count:,} tickets")
+            say(f"reusing {DATABASE}: {count:,} tickets; migrating to head")
+            await asyncio.to_thread(upgrade, url)
             report["seed"] = {"reused": True}
             return url
         timings: dict[str, float] = {}

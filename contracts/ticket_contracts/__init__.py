@@ -25,6 +25,7 @@ from .commands import (
     DeleteTicket,
     IngestEmail,
     LogTime,
+    RedactTicket,
     RestoreTicket,
     UpdateTicket,
     parse_command,
@@ -33,7 +34,7 @@ from .envelope import Actor, Message, Request, new_id, utcnow
 from .errors import ReasonCode
 from .events import Event, EventBase, parse_event
 from .model import Channel, Priority, ReplySource, Role, Status
-from .ops import Heartbeat
+from .ops import ErasureProgress, Heartbeat
 from .queries import (
     GetTicket,
     ListTickets,
@@ -47,7 +48,7 @@ from .queries import (
     parse_query,
 )
 from .results import CommandResult, parse_result
-from .users import UserDeactivated, UserEvent, UserUpserted, parse_user_event
+from .users import UserDeactivated, UserErased, UserEvent, UserUpserted, parse_user_event
 from .views import ReplyView, TicketSnapshot, TicketView, TimeEntryView
 
 __all__ = [name for name in dir() if not name.startswith("_")]

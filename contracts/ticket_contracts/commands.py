@@ -116,6 +116,16 @@ class RestoreTicketPayload(TicketPayload):
     pass
 
 
+class RedactTicketPayload(TicketPayload):
+    """Erase the words of a ticket (admins and ``system`` actors; closed and deleted tickets too)."""
+
+    author_id: uuid.UUID | None = Field(None, description=(
+        "Only what this user wrote on the ticket: their replies and time-entry notes, their words in the "
+        "history, and the title, description or status reason when they wrote the current one. "
+        "Absent: the whole ticket (title, description, status reason, every reply, note and attachment "
+        "reference, its e-mail identifiers and its history's content)."))
+
+
 EmailId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=998)]
 #: Email bodies are accepted up to this many characters; longer ones are rejected by the service.
 EMAIL_BODY_MAX = 200_000
@@ -180,6 +190,11 @@ class RestoreTicket(CommandBase):
     payload: RestoreTicketPayload
 
 
+class RedactTicket(CommandBase):
+    type: Literal["ticket.redact"] = "ticket.redact"
+    payload: RedactTicketPayload
+
+
 class IngestEmail(CommandBase):
     type: Literal["ticket.ingest_email"] = "ticket.ingest_email"
     payload: IngestEmailPayload
@@ -196,12 +211,14 @@ Command = Annotated[
         DeleteTicket,
         RestoreTicket,
         IngestEmail,
+        RedactTicket,
     ],
     Field(discriminator="type"),
 ]
 COMMAND_TYPES: dict[str, type[CommandBase]] = {
     m.model_fields["type"].default: m
-    for m in (CreateTicket, UpdateTicket, ChangeStatus, AssignTicket, AddReply, LogTime, DeleteTicket, RestoreTicket, IngestEmail)
+    for m in (CreateTicket, UpdateTicket, ChangeStatus, AssignTicket, AddReply, LogTime, DeleteTicket, RestoreTicket, IngestEmail,
+              RedactTicket)
 }
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
 

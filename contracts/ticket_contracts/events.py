@@ -83,6 +83,13 @@ class RestoredPayload(EventPayload):
     pass
 
 
+class RedactedPayload(EventPayload):
+    """No content: downstream copies of the words must go (see docs/operations.md)."""
+
+    author_id: uuid.UUID | None = Field(None, description=(
+        "Set: only what this user wrote was redacted. Null: the whole ticket's text."))
+
+
 class TicketCreated(EventBase):
     type: Literal["ticket.created"] = "ticket.created"
     payload: TicketCreatedPayload
@@ -123,6 +130,11 @@ class TicketRestored(EventBase):
     payload: RestoredPayload
 
 
+class TicketRedacted(EventBase):
+    type: Literal["ticket.redacted"] = "ticket.redacted"
+    payload: RedactedPayload
+
+
 Event = Annotated[
     Union[
         TicketCreated,
@@ -133,6 +145,7 @@ Event = Annotated[
         TicketTimeLogged,
         TicketDeleted,
         TicketRestored,
+        TicketRedacted,
     ],
     Field(discriminator="type"),
 ]

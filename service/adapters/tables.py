@@ -183,3 +183,28 @@ email_messages = Table(
     Column("command_id", UUID(as_uuid=True), nullable=False),
     Column("created_at", TZ, nullable=False),
 )
+
+#: One row per erased user (``user.erased``): the plan's size and progress. Ids only.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("user_id", UUID(as_uuid=True), primary_key=True),
+    Column("message_id", UUID(as_uuid=True), nullable=False),
+    Column("requested_at", TZ, nullable=False),
+    Column("tickets_whole", Integer, nullable=False),
+    Column("tickets_authored", Integer, nullable=False),
+    Column("commands_sent", Integer, nullable=False, server_default=text("0")),
+    Column("done_at", TZ),
+)
+
+#: The ``ticket.redact`` commands of an erasure: sent_at is set once the broker has them.
+erasure_commands = Table(
+    "erasure_commands",
+    metadata,
+    Column("user_id", UUID(as_uuid=True), ForeignKey("erasures.user_id"), primary_key=True),
+    Column("ticket_id", UUID(as_uuid=True), primary_key=True),
+    Column("author_only", Boolean, nullable=False),
+    Column("command_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("sent_at", TZ),
+    Index("ix_erasure_commands_unsent", "user_id", postgresql_where=text("sent_at IS NULL")),
+)

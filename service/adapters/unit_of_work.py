@@ -22,6 +22,7 @@ from service.domain.values import DirectoryUser
 
 from . import tables as t
 from .batch_changes import BatchChanges
+from .redaction import carry_out
 from .rows import TICKET_COLUMNS, reply_to_row, ticket_from_row, ticket_to_row, time_entry_to_row, user_from_row
 
 NOTIFY_CHANNEL = "tickets_outbox"
@@ -118,8 +119,9 @@ class SqlUnitOfWork(BatchChanges):
 
     async def commit(self, touched: Iterable[Ticket]) -> None:
         """Write every change of the batch, then COMMIT."""
-        tickets, replies, entries, updates = [], [], [], []
+        tickets, replies, entries, updates, redactions = [], [], [], [], []
         for ticket in touched:
+            redactions.extend(ticket.take_redactions())
             new_replies, new_entries = ticket.take_children()
             replies.extend(map(reply_to_row, new_replies))
             entries.extend(map(time_entry_to_row, new_entries))
@@ -139,6 +141,8 @@ class SqlUnitOfWork(BatchChanges):
             await c.execute(insert(t.processed_commands), self._inbox)
         if self._emails:
             await c.execute(insert(t.email_messages), list(self._emails.values()))
+        if redactions:  # last: scrubs what this batch wrote too
+            await carry_out(c, redactions)
         if self._events or self._inbox:
             await c.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
         assert self._tx is not None

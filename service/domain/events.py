@@ -19,6 +19,7 @@ REPLY_ADDED = "ticket.reply_added"
 TIME_LOGGED = "ticket.time_logged"
 TICKET_DELETED = "ticket.deleted"
 TICKET_RESTORED = "ticket.restored"
+TICKET_REDACTED = "ticket.redacted"
 
 
 @dataclass(slots=True)

@@ -15,7 +15,8 @@ from typing import Any
 
 from . import events as ev
 from .errors import Conflict, InvalidAssignee, InvalidTransition
-from .policy import check_admin, check_not_system, check_reply, check_staff, check_update_fields
+from .policy import check_admin, check_not_system, check_redactor, check_reply, check_staff, check_update_fields
+from .redaction import MARKER, Redaction
 from .status import check_not_closed, check_transition, is_reopening
 from .values import Actor, DirectoryUser, Role, Status
 
@@ -78,6 +79,8 @@ class Ticket:
     pending: list[ev.DomainEvent] = field(default_factory=list, repr=False)
     new_replies: list[Reply] = field(default_factory=list, repr=False)
     new_time_entries: list[TimeEntry] = field(default_factory=list, repr=False)
+    #: Redactions to carry out beyond this object's own fields (replies, notes, history, e-mail ids).
+    redactions: list[Redaction] = field(default_factory=list, repr=False)
 
     # ---- creation -------------------------------------------------------------------------
     @classmethod
@@ -189,6 +192,27 @@ class Ticket:
         self.deleted_at = None
         self._record(ev.TICKET_RESTORED, now, {})
 
+    def redact(self, actor: Actor, author_id: uuid.UUID | None, now: datetime, expected_version: int | None) -> None:
+        """Erase the ticket's words (or only ``author_id``'s); closed and deleted tickets too.
+
+        The ticket's own text fields change here; its replies, time-entry notes, e-mail ids and
+        history are scrubbed by the unit of work (``redactions``). Always recorded, so that every
+        accepted redaction tells downstream services to drop their copies; repeating it changes
+        no data."""
+        check_redactor(actor)
+        self._check_version(expected_version)
+        if author_id is None:
+            self.title = self.description = MARKER
+            if self.status_reason is not None:
+                self.status_reason = MARKER
+            self.email_message_id = None
+        self.redactions.append(Redaction(self.id, author_id))
+        self._record(ev.TICKET_REDACTED, now, {"author_id": author_id})
+
+    def take_redactions(self) -> list[Redaction]:
+        out, self.redactions = self.redactions, []
+        return out
+
     # ---- helpers --------------------------------------------------------------------------
     def _move_after_reply(self, actor: Actor, now: datetime) -> None:
         if actor.role is Role.CUSTOMER and self.status in (Status.PENDING, Status.RESOLVED):
@@ -248,6 +272,7 @@ class Ticket:
         clone.tags = list(self.tags)
         clone.pending, clone.new_replies = list(self.pending), list(self.new_replies)
         clone.new_time_entries = list(self.new_time_entries)
+        clone.redactions = list(self.redactions)
         return clone
 
 

@@ -7,8 +7,9 @@ from typing import Any
 from faststream.kafka import KafkaRouter
 from pydantic import ValidationError
 from ticket_contracts import topics
-from ticket_contracts.users import UserDeactivated, UserEvent, UserUpserted, user_event_adapter
+from ticket_contracts.users import UserDeactivated, UserErased, UserEvent, UserUpserted, user_event_adapter
 
+from service.adapters.erasure import erased_among
 from service.adapters.retry import retry_transient
 from service.adapters.user_directory import apply_user_changes
 from service.runtime import Runtime
@@ -16,6 +17,7 @@ from service.runtime import Runtime
 from .acking import ack_after, batch_subscription
 from .dead_letters import DeadLetters
 from .decoding import summarise
+from .erasure import erase
 
 
 def user_events_router(rt: Runtime) -> KafkaRouter:
@@ -30,7 +32,7 @@ def user_events_router(rt: Runtime) -> KafkaRouter:
         await ack_after(rt, lambda: _apply(records), what="user events")
 
     async def _apply(records: tuple[Any, ...]) -> None:
-        upserts, deactivations, dead = [], [], []
+        upserts, deactivations, erasures, dead = [], [], [], []
         for record in records:
             if record.value is None or len(record.value) > s.max_message_bytes:
                 dead.append((record, "MessageTooLarge", f"limit {s.max_message_bytes} bytes"))
@@ -47,8 +49,19 @@ def user_events_router(rt: Runtime) -> KafkaRouter:
                                 "updated_at": event.occurred_at})
             elif isinstance(event, UserDeactivated):
                 deactivations.append((event.payload.user_id, event.occurred_at))
-        await retry_transient(lambda: apply_user_changes(rt.engine, upserts, deactivations), what="user events",
-                              initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s)
+            elif isinstance(event, UserErased):
+                erasures.append(event)
+
+        async def apply() -> None:  # an erased user's later upserts never bring the address back
+            erased = await erased_among(rt.engine, list({row["user_id"] for row in upserts}))
+            await apply_user_changes(rt.engine, [row for row in upserts if row["user_id"] not in erased],
+                                     deactivations)
+
+        await retry_transient(apply, what="user events", initial=s.retry_initial_backoff_s,
+                              maximum=s.retry_max_backoff_s)
+        for erasure in erasures:  # in order; each resumable (see entrypoints/erasure.py)
+            await retry_transient(lambda erasure=erasure: erase(rt, erasure), what="user erasure",
+                                  initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s)
         await retry_transient(lambda: dead_letters.send_many(dead), what="dlq",
                               initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s)
 

@@ -14,7 +14,7 @@ from ticket_contracts import commands as c
 from service.domain.errors import Conflict
 from service.domain.policy import check_visible, customer_for_new_ticket
 from service.domain.ticket import Ticket, format_number
-from service.domain.values import Status
+from service.domain.values import Role, Status
 
 from .context import CommandContext, UnitOfWork
 
@@ -90,6 +90,16 @@ async def restore_ticket(cmd: c.RestoreTicket, ctx: CommandContext, uow: UnitOfW
     return ticket
 
 
+async def redact_ticket(cmd: c.RedactTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
+    """Admins address any ticket (deleted too); a service account too, however it is."""
+    p = cmd.payload
+    ticket = await uow.load(p.ticket_id)
+    if ctx.actor.role is not Role.SYSTEM or ticket is None:
+        ticket = check_visible(ctx.actor, ticket, allow_deleted=True)
+    ticket.redact(ctx.actor, p.author_id, ctx.now, p.expected_version)
+    return ticket
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return list(value)
@@ -112,4 +122,5 @@ def handlers() -> dict[str, Handler]:
         "ticket.delete": delete_ticket,
         "ticket.restore": restore_ticket,
         "ticket.ingest_email": ingest_email,
+        "ticket.redact": redact_ticket,
     }
