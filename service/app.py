@@ -10,18 +10,21 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any, Union
 
 from aiokafka import AIOKafkaProducer
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
-from faststream.specification import AsyncAPI
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from pydantic import Field
+from opentelemetry.trace import TracerProvider
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from ticket_contracts import topics
 from ticket_contracts.answers import Answer
 from ticket_contracts.events import Event
-from ticket_contracts.ops import Heartbeat
+from ticket_contracts.commands import RedactTicket
+from ticket_contracts.ops import ErasureProgress, Heartbeat
 from ticket_contracts.results import CommandResult
 
 from service.adapters.auth import ActorResolver
@@ -29,14 +32,17 @@ from service.adapters.read_models import check_search_config
 from service.adapters.relay import OutboxRelay
 from service.entrypoints.broker import TicketBroker
 from service.entrypoints.commands import command_router
-from service.entrypoints.health import VERSION, heartbeat_loop, serve_http
+from service.entrypoints.health import heartbeat_loop, measure_outbox, serve_http
+from service.entrypoints.lag import LagMonitor, monitor_loop
 from service.entrypoints.queries import query_router
+from service.entrypoints.specification import TicketAsyncAPI
 from service.entrypoints.user_events import user_events_router
 from service.logging import configure_logging, get_logger
-from service.metrics import Metrics
+from service.metrics import Metrics, service_version
 from service.migrate import check_schema_at_head
 from service.runtime import Runtime
 from service.settings import Settings, load_settings
+from service.tracing import tracer_provider_from_env
 
 log = get_logger(__name__)
 
@@ -47,28 +53,40 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
+def create_app(settings: Settings | None = None, *,
+               tracer_provider: TracerProvider | None = None) -> tuple[FastStream, Runtime]:
+    """``tracer_provider``: where spans go; by default as the ``OTEL_*`` variables say (off unless set)."""
     settings = settings or load_settings()
+    provider = tracer_provider if tracer_provider is not None else tracer_provider_from_env()
     broker = TicketBroker(
-        settings.kafka_bootstrap, apply_types=False, graceful_timeout=30.0,
+        settings.kafka_bootstrap, apply_types=False,
+        # Half of the shutdown budget for the batches in hand; the rest for closing connections.
+        graceful_timeout=settings.shutdown_timeout_s / 2,
         client_id=f"ticket-service-{settings.instance_id}",
         # FastStream's own lines go through our structlog set-up; per-message lines at DEBUG.
         logger=logging.getLogger("faststream.tickets"), log_level=logging.DEBUG,
         max_request_size=settings.producer_max_request_bytes,
     )
-    rt = Runtime(settings, broker, Metrics(), ActorResolver(settings.auth_mode, settings.auth_jwt_secret))
-    broker.include_router(command_router(rt))
-    broker.include_router(query_router(rt))
+    metrics = Metrics()
+    resolver = _CountingFailures(ActorResolver(settings.auth_mode, settings.auth_jwt_secret), metrics)
+    rt = Runtime(settings, broker, metrics, resolver, tracer_provider=provider)  # type: ignore[arg-type]
+    # A span per batch (FastStream's middleware: a root span linking the records' traces); the
+    # handlers add one per command / query in that message's own trace. Only on the subscribers:
+    # dead letters keep their original headers exactly.
+    traced = [KafkaTelemetryMiddleware(tracer_provider=provider)]
+    broker.include_router(command_router(rt), middlewares=traced)
+    broker.include_router(query_router(rt), middlewares=traced)
     broker.include_router(user_events_router(rt))
     _declare_outputs(broker)
     app = FastStream(
         broker,
-        specification=AsyncAPI(title="Ticket service", version=VERSION, description=DESCRIPTION,
-                               schema_version="3.0.0"),
+        specification=TicketAsyncAPI(title="Ticket service", version=service_version(), description=DESCRIPTION,
+                                     schema_version="3.0.0"),
     )
     tasks: list[asyncio.Task[Any]] = []
     servers: list[asyncio.Server] = []
     producers: list[AIOKafkaProducer] = []
+    monitors: list[LagMonitor] = []
 
     @app.on_startup
     async def open_database() -> None:
@@ -98,33 +116,63 @@ def create_app(settings: Settings | None = None) -> tuple[FastStream, Runtime]:
             _asyncpg_dsn(settings.database_url), _publisher(producer), rt.metrics,
             batch_size=settings.relay_batch_size, poll_interval_s=settings.relay_poll_interval_s,
             retry_max_s=settings.retry_max_backoff_s, on_active=lambda active: setattr(rt, "relay_active", active),
+            tracer_provider=provider, may_lead=lambda: not rt.stopping,
         )
         tasks.append(asyncio.create_task(relay.run(), name="relay"))
+        consumers = {sub.consumer._group_id: sub.consumer for sub in broker.subscribers  # type: ignore[attr-defined]
+                     if getattr(sub, "consumer", None) is not None}
+        monitor = LagMonitor(settings.kafka_bootstrap, consumers, rt.progress, rt.metrics)
+        await monitor.start()
+        monitors.append(monitor)
+        rt.lag_monitor = monitor
+        tasks.append(asyncio.create_task(
+            monitor_loop(monitor, settings.monitor_interval_s, lambda: measure_outbox(rt)), name="monitor"))
         tasks.append(asyncio.create_task(heartbeat_loop(rt), name="heartbeat"))
         if settings.http_port:
             servers.append(await serve_http(rt))
         await _joined(broker, timeout_s=30.0)
         rt.ready = True
-        log.info("ticket service ready", instance_id=settings.instance_id, bootstrap=settings.kafka_bootstrap)
+        log.info("ticket service ready", instance_id=settings.instance_id, bootstrap=settings.kafka_bootstrap,
+                 version=service_version())
 
     @app.on_shutdown
     async def stop_accepting() -> None:
+        """First of all: not ready, and the relay released (another instance takes it over while
+        this one finishes its batches); a stopping instance never takes it again."""
         rt.ready = False
+        rt.stopping = True
+        deadline = asyncio.get_running_loop().time() + settings.shutdown_timeout_s
+        rt.shutdown_deadline = deadline
+        relay_tasks = [t for t in tasks if t.get_name() == "relay"]
+        for task in relay_tasks:
+            task.cancel()
+        await _bounded(asyncio.gather(*relay_tasks, return_exceptions=True), 1.0, "relay")
 
     @app.after_shutdown
     async def stop_background() -> None:
+        """Each step bounded by what is left of the shutdown budget: a database or broker that does
+        not answer must not hold the process (nothing uncommitted is lost by giving up on them)."""
+        deadline = rt.shutdown_deadline or asyncio.get_running_loop().time() + settings.shutdown_timeout_s
+
+        def left() -> float:
+            return max(0.1, deadline - asyncio.get_running_loop().time())
+
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _bounded(asyncio.gather(*tasks, return_exceptions=True), left(), "background tasks")
         for server in servers:
             server.close()
-        for producer in producers:
-            await producer.stop()
+        for closing, what in [*((p.stop(), "relay producer") for p in producers),
+                              *((m.stop(), "lag probe") for m in monitors)]:
+            await _bounded(closing, left(), what)
         if rt._engine is not None:
-            await rt.engine.dispose()
+            await _bounded(rt.engine.dispose(), left(), "database pool")
         log.info("ticket service stopped", instance_id=settings.instance_id)
 
     return app, rt
+
+
+OpsMessage = Annotated[Union[Heartbeat, ErasureProgress], Field(discriminator="type")]
 
 
 def _declare_outputs(broker: KafkaBroker) -> None:
@@ -133,8 +181,12 @@ def _declare_outputs(broker: KafkaBroker) -> None:
                      description="Domain events keyed by ticket id, in ticket_version order per ticket.")
     broker.publisher(topics.COMMAND_RESULTS, schema=CommandResult, title=topics.COMMAND_RESULTS,
                      description="Exactly one outcome per distinct command; also sent to the command's reply_to.")
-    broker.publisher(topics.OPS, schema=Heartbeat, title=topics.OPS,
-                     description="Periodic heartbeat of each instance, keyed by instance id.")
+    broker.publisher(topics.OPS, schema=OpsMessage, title=topics.OPS,
+                     description="Periodic heartbeat of each instance, keyed by instance id; progress of each "
+                     "user erasure (ops.erasure_progress), keyed by user id.")
+    broker.publisher(topics.COMMANDS, schema=RedactTicket, title=f"{topics.COMMANDS} (erasure)",
+                     description="ticket.redact commands the service issues itself for a user.erased, keyed by "
+                     "ticket id (docs/erasure.md).")
     broker.publisher("reply_to", schema=Answer, title="query answers (reply_to)",
                      description="Answers to queries, sent to the topic named in the query's reply_to header.")
     for topic in topics.INPUT_TOPICS:
@@ -157,12 +209,39 @@ async def _joined(broker: KafkaBroker, timeout_s: float) -> None:
 def _publisher(producer: AIOKafkaProducer) -> Any:
     """The relay publishes with a plain aiokafka producer of its own: it sends thousands of
     ready-made JSON values per second, where FastStream's per-message publish machinery (codec,
-    correlation ids, middlewares) only costs CPU."""
+    correlation ids, middlewares) only costs CPU. The relay makes its headers and spans itself."""
 
-    async def publish(value: bytes, topic: str, key: bytes | None) -> Any:
-        return await producer.send(topic, value, key=key)
+    async def publish(value: bytes, topic: str, key: bytes | None, headers: list[tuple[str, bytes]] | None = None
+                      ) -> Any:
+        return await producer.send(topic, value, key=key, headers=headers)
 
     return publish
+
+
+async def _bounded(awaitable: Any, timeout_s: float, what: str) -> None:
+    try:
+        await asyncio.wait_for(awaitable, timeout_s)
+    except TimeoutError:
+        log.warning("shutdown step abandoned after its time", what=what, timeout_s=round(timeout_s, 1))
+    except Exception as error:
+        log.warning("shutdown step failed", what=what, error=type(error).__name__)
+
+
+class _CountingFailures:
+    """The actor resolver, counting refused tokens (``tickets_auth_failures_total``)."""
+
+    def __init__(self, resolver: ActorResolver, metrics: Metrics) -> None:
+        self._resolver, self._metrics = resolver, metrics
+
+    def resolve(self, asserted: Any, token: str | None) -> Any:
+        try:
+            return self._resolver.resolve(asserted, token)
+        except Exception:
+            self._metrics.auth_failures.inc()
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._resolver, name)
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -170,9 +249,9 @@ def _asyncpg_dsn(url: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Runtime]:
+async def running(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> AsyncIterator[Runtime]:
     """Start the service in this event loop (tests, tooling) and stop it on exit."""
-    app, rt = create_app(settings)
+    app, rt = create_app(settings, tracer_provider=tracer_provider)
     await app.start()
     try:
         yield rt

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -14,13 +13,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from service.logging import configure_logging, get_logger
 from service.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from service.devstack import EmbeddedStack
 
-_log = logging.getLogger("tickets.cli")
-_QUIET_LOGGERS = ("alembic.runtime.plugins",)
+_log = get_logger("tickets.cli")
 
 
 def _run_service(settings: Settings) -> None:
@@ -52,7 +51,7 @@ def cmd_topics(args: argparse.Namespace) -> None:
 
     bootstrap = load_settings().kafka_bootstrap
     asyncio.run(ensure_topics(bootstrap, partitions=args.partitions, replication_factor=args.replication_factor))
-    _log.info("every topic exists on %s", bootstrap)
+    _log.info("every topic exists", bootstrap=bootstrap)
 
 
 def _interrupt_on_sigterm() -> None:
@@ -83,7 +82,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
     _interrupt_on_sigterm()
     default_dir = tempfile.gettempdir() if args.ephemeral else load_settings().data_dir
     data_dir = Path(args.data_dir or default_dir)
-    _log.info("starting embedded PostgreSQL (%s) and Tansu broker ...", "ephemeral" if args.ephemeral else data_dir)
+    _log.info("starting embedded PostgreSQL and Tansu broker", data_dir="ephemeral" if args.ephemeral else str(data_dir))
     try:
         with embedded_stack(data_dir, ephemeral=args.ephemeral, kafka_port=args.kafka_port) as stack:
             os.environ["TICKETS_DATABASE_URL"] = stack.database_url
@@ -92,7 +91,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
             _print_banner(stack, ephemeral=args.ephemeral)
             _migrate(stack.database_url)
             _log.info("database schema is at head; starting the service")
-            log_format = os.environ.get("TICKETS_LOG_FORMAT", "console")
+            log_format = _dev_log_format()
             settings = load_settings(
                 database_url=stack.database_url, kafka_bootstrap=stack.kafka_bootstrap, log_format=log_format
             )
@@ -127,16 +126,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dev_log_format() -> str:
+    """`tickets dev` talks to a developer: readable unless JSON is asked for."""
+    return os.environ.get("TICKETS_LOG_FORMAT", "console")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    """Every subcommand logs through the service's one set-up (JSON in JSON mode, the traceback of a
+    failure as a field of one line); a failure exits with status 1."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=load_settings().log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    args.handler(args)
+    fmt = _dev_log_format() if args.command == "dev" else os.environ.get("TICKETS_LOG_FORMAT", "auto")
+    configure_logging(fmt if fmt in ("auto", "json", "console") else "auto",
+                      os.environ.get("TICKETS_LOG_LEVEL", "INFO"))
+    try:
+        load_settings()  # bad settings are a start-up failure like any other
+        args.handler(args)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        _log.exception("tickets failed", command=args.command, error=type(error).__name__)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import logging
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -50,7 +51,7 @@ async def check_schema_at_head(engine: AsyncEngine) -> None:
     during a rolling deploy the new version migrates first while old instances still run, which is
     safe because migrations are written expand-then-contract (see docs/operations.md)."""
     async with engine.connect() as conn:
-        current = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+        current = await conn.run_sync(_current_revision)
     head = head_revision()
     if current == head:
         return
@@ -60,6 +61,18 @@ async def check_schema_at_head(engine: AsyncEngine) -> None:
             f"database schema is at {current or 'nothing'}, this service needs {head}: run `tickets migrate` first"
         )
     logging.getLogger(__name__).warning("database schema %s is newer than this code's %s", current, head)
+
+
+def _current_revision(connection: Any) -> str | None:
+    """Alembic logs its "Context impl …" lines when it configures a context: they belong to
+    `tickets migrate`, not to every start, so they are silenced here (each line once)."""
+    migration_log = logging.getLogger("alembic.runtime.migration")
+    level = migration_log.level
+    migration_log.setLevel(logging.WARNING)
+    try:
+        return MigrationContext.configure(connection).get_current_revision()  # type: ignore[no-any-return]
+    finally:
+        migration_log.setLevel(level)
 
 
 def _scripts() -> ScriptDirectory:

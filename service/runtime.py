@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from faststream.kafka import KafkaBroker
+from opentelemetry.trace import NoOpTracerProvider, TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.adapters.auth import ActorResolver
+from service.entrypoints.lag import Progress
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -23,6 +26,12 @@ class Runtime:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     ready: bool = False
     relay_active: bool = False
+    #: Set when shutdown begins: readiness goes, the relay is released and never taken again.
+    stopping: bool = False
+    tracer_provider: TracerProvider = field(default_factory=NoOpTracerProvider)
+    progress: Progress = field(default_factory=Progress)
+    lag_monitor: Any = None  # service.entrypoints.lag.LagMonitor, once started
+    shutdown_deadline: float | None = None  # event-loop time by which shutdown must be done
 
     @property
     def engine(self) -> AsyncEngine:

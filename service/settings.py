@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(500, description="Most outbox rows the relay publishes per round.")
     relay_poll_interval_s: float = Field(1.0, description="Relay polling fallback when no NOTIFY arrives.")
     heartbeat_interval_s: float = Field(15.0, description="Seconds between heartbeats on tickets.ops.v1.")
+    monitor_interval_s: float = Field(
+        5.0, description="Seconds between measurements of consumer lag and outbox age (/metrics, heartbeats)."
+    )
+    shutdown_timeout_s: float = Field(
+        10.0, description="Longest a shutdown takes, also with the database down: a batch still in hand "
+        "after half of it is abandoned (nothing committed, handled again after restart)."
+    )
     retry_initial_backoff_s: float = Field(0.2, description="First wait before retrying a transient failure.")
     retry_max_backoff_s: float = Field(10.0, description="Longest wait between retries.")
     http_host: str = Field("127.0.0.1", description="Bind address of the health/metrics endpoint.")

@@ -25,7 +25,15 @@ ALL_TOPICS: tuple[str, ...] = INPUT_TOPICS + OUTPUT_TOPICS + DLQ_TOPICS
 # Message headers the service reads or writes.
 HEADER_REPLY_TO = "reply_to"
 HEADER_CORRELATION_ID = "correlation_id"
-HEADER_MESSAGE_TYPE = "message_type"
+#: On every event, result and answer: the correlation id, the message_id of the message that caused it,
+#: the message's ``type`` and its content type; ``traceparent``/``tracestate`` (W3C trace context) when
+#: the command or query that caused it had one.
+HEADER_CAUSATION_ID = "causation_id"
+HEADER_TYPE = "type"
+HEADER_CONTENT_TYPE = "content-type"
+HEADER_TRACEPARENT = "traceparent"
+HEADER_TRACESTATE = "tracestate"
+JSON_CONTENT_TYPE = "application/json"
 DLQ_HEADER_ERROR_CLASS = "dlq.error.class"
 DLQ_HEADER_ERROR_MESSAGE = "dlq.error.message"
 DLQ_HEADER_SOURCE_TOPIC = "dlq.source.topic"

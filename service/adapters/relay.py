@@ -7,43 +7,67 @@ Each round publishes events in ``seq`` order — per ticket that is ``ticket_ver
 awaits every acknowledgement, then marks the rows published. A crash between publishing and
 marking re-publishes the same rows (at least once, same ``event_id``); nothing is deleted.
 Broker outages are retried forever.
+
+Each message goes out with the headers of :mod:`.message_headers` — among them the ``traceparent``
+stored with the row, so events and results continue the trace of the command that caused them. A
+span per round (``outbox publish``) and, when tracing exports, one per message as a child of that
+command's span; the round's duration (publish to last acknowledgement) is a histogram.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+from opentelemetry import trace
 from ticket_contracts import topics
 
+from service import tracing
 from service.logging import get_logger
 from service.metrics import Metrics
 
+from .message_headers import KafkaHeaders, headers_of_stored
 from .unit_of_work import NOTIFY_CHANNEL
 
 log = get_logger(__name__)
 RELAY_LOCK_KEY = 0x7469636B  # "tick"
-Publish = Callable[[bytes, str, bytes | None], Awaitable[Awaitable[Any]]]
+Publish = Callable[[bytes, str, bytes | None, KafkaHeaders], Awaitable[Awaitable[Any]]]
+#: (body, topic, key, traceparent, tracestate)
+Outgoing = tuple[str, str, Any, str | None, str | None]
 
 #: One round trip for both outboxes: the oldest unpublished events (in seq order, which per ticket is
 #: ticket_version order), then the oldest unpublished results.
-_UNPUBLISHED = """(SELECT 'e' AS kind, seq, ticket_id, body, NULL::text AS reply_to FROM ticket_events
-                    WHERE published_at IS NULL ORDER BY seq LIMIT $1)
+_UNPUBLISHED = """(SELECT 'e' AS kind, seq, ticket_id, body, NULL::text AS reply_to, traceparent, tracestate
+                    FROM ticket_events WHERE published_at IS NULL ORDER BY seq LIMIT $1)
                  UNION ALL
-                 (SELECT 'r', seq, ticket_id, result, reply_to FROM processed_commands
+                 (SELECT 'r', seq, ticket_id, result, reply_to, traceparent, tracestate FROM processed_commands
                     WHERE result_published_at IS NULL ORDER BY seq LIMIT $1)"""
 _MARK = """WITH events AS (UPDATE ticket_events SET published_at = now() WHERE seq = ANY($1::bigint[]))
            UPDATE processed_commands SET result_published_at = now() WHERE seq = ANY($2::bigint[])"""
 BACKLOG_SQL = """SELECT (SELECT count(*) FROM ticket_events WHERE published_at IS NULL)
                    + (SELECT count(*) FROM processed_commands WHERE result_published_at IS NULL)"""
+#: Seconds since the oldest unpublished row was committed (0 when nothing waits); both use the
+#: partial "unpublished" indexes.
+OLDEST_UNPUBLISHED_AGE_SQL = """SELECT COALESCE(EXTRACT(EPOCH FROM now() - LEAST(
+    (SELECT occurred_at FROM ticket_events WHERE published_at IS NULL ORDER BY seq LIMIT 1),
+    (SELECT processed_at FROM processed_commands WHERE result_published_at IS NULL ORDER BY seq LIMIT 1)
+)), 0)::float8"""
 
 
 class OutboxRelay:
     def __init__(self, dsn: str, publish: Publish, metrics: Metrics, *, batch_size: int, poll_interval_s: float,
-                 retry_max_s: float = 10.0, on_active: Callable[[bool], None] | None = None) -> None:
+                 retry_max_s: float = 10.0, on_active: Callable[[bool], None] | None = None,
+                 tracer_provider: trace.TracerProvider | None = None,
+                 may_lead: Callable[[], bool] = lambda: True) -> None:
         self._on_active = on_active
+        self._may_lead = may_lead
+        provider = tracer_provider or trace.NoOpTracerProvider()
+        self._tracer = provider.get_tracer(tracing.INSTRUMENTATION)
+        #: Per-message spans only when they go somewhere; the round span is cheap either way.
+        self._span_per_message = not isinstance(provider, trace.NoOpTracerProvider)
         self._dsn = dsn
         self._publish = publish
         self._metrics = metrics
@@ -72,7 +96,8 @@ class OutboxRelay:
     async def _lead(self) -> None:
         conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
         try:
-            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
+            # An instance that is stopping never takes the relay (it would hand it over at once).
+            while not (self._may_lead() and await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY)):
                 await asyncio.sleep(self._poll * 2)
             self._set_active(True)
             log.info("this instance now relays the outbox")
@@ -94,31 +119,48 @@ class OutboxRelay:
             return 0
         events = [r for r in rows if r["kind"] == "e"]
         results = [r for r in rows if r["kind"] == "r"]
-        replies = [(r["body"], r["reply_to"], r["ticket_id"]) for r in results if r["reply_to"]]
-        await self._send([(r["body"], topics.EVENTS, r["ticket_id"]) for r in events]
-                         + [(r["body"], topics.COMMAND_RESULTS, r["ticket_id"]) for r in results], replies)
+        replies = [_outgoing(r, r["reply_to"]) for r in results if r["reply_to"]]
+        messages = [_outgoing(r, topics.EVENTS) for r in events] + [_outgoing(r, topics.COMMAND_RESULTS) for r in results]
+        started = time.perf_counter()
+        with self._tracer.start_as_current_span(
+            "outbox publish", kind=trace.SpanKind.PRODUCER,
+            links=tracing.links(tracing.extract({"traceparent": m[3]}) for m in messages if m[3]),
+            attributes={"messaging.system": "kafka", "messaging.batch.message_count": len(messages)},
+        ):
+            await self._send(messages, replies)
+        self._metrics.relay_publish_seconds.observe(time.perf_counter() - started)
         await conn.execute(_MARK, [r["seq"] for r in events], [r["seq"] for r in results])
         self._metrics.published.labels("event").inc(len(events))
         self._metrics.published.labels("result").inc(len(results))
         return max(len(events), len(results))
 
-    async def _send(self, messages: list[tuple[str, str, Any]],
-                    best_effort: list[tuple[str, str, Any]] | None = None) -> None:
+    async def _send(self, messages: list[Outgoing], best_effort: list[Outgoing] | None = None) -> None:
         """Publish ``messages`` and await every acknowledgement; any failure raises (and is retried).
 
         ``best_effort`` copies go to client-named ``reply_to`` topics. One the broker refuses (missing,
         invalid name) is logged and skipped: retried, it would hold back every later result for ever.
         The result itself is on the results topic by then."""
-        futures = [await self._publish(body.encode(), topic, _key(key)) for body, topic, key in messages]
-        copies = [(topic, await _attempt(self._publish(body.encode(), topic, _key(key))))
-                  for body, topic, key in best_effort or []]
-        await asyncio.gather(*futures)
+        spans = [self._message_span(m) for m in messages] if self._span_per_message else []
+        futures = [await self._publish(*_record(m)) for m in messages]
+        copies = [(m[1], await _attempt(self._publish(*_record(m)))) for m in best_effort or []]
+        try:
+            await asyncio.gather(*futures)
+        finally:
+            for span in spans:
+                span.end()
         for topic, copy in copies:
             if not isinstance(copy, Exception):
                 copy = await _attempt(copy)
             if isinstance(copy, Exception):
                 log.warning("result not delivered to its reply_to topic", reply_to=topic[:249],
                             error=type(copy).__name__)
+
+    def _message_span(self, message: Outgoing) -> trace.Span:
+        parent = tracing.extract({"traceparent": message[3], **({"tracestate": message[4]} if message[4] else {})}) \
+            if message[3] else None
+        return self._tracer.start_span(f"{message[1]} publish", context=parent, kind=trace.SpanKind.PRODUCER,
+                                       attributes={"messaging.system": "kafka",
+                                                   "messaging.destination.name": message[1]})
 
     def _set_active(self, active: bool) -> None:
         self.active = active
@@ -129,6 +171,15 @@ class OutboxRelay:
 
 def _key(key: Any) -> bytes | None:
     return str(key).encode() if key else None
+
+
+def _outgoing(row: Any, topic: str) -> Outgoing:
+    return row["body"], topic, row["ticket_id"], row["traceparent"], row["tracestate"]
+
+
+def _record(message: Outgoing) -> tuple[bytes, str, bytes | None, KafkaHeaders]:
+    body, topic, key, traceparent, tracestate = message
+    return body.encode(), topic, _key(key), headers_of_stored(body, traceparent, tracestate)
 
 
 async def _attempt(awaitable: Awaitable[Any]) -> Any:

@@ -137,6 +137,9 @@ ticket_events = Table(
     #: The event exactly as published (JSON text of ticket_contracts.events.Event).
     Column("body", Text, nullable=False),
     Column("published_at", TZ),
+    #: W3C trace context of the command that caused the event; the relay sends it as headers.
+    Column("traceparent", Text),
+    Column("tracestate", Text),
     UniqueConstraint("ticket_id", "ticket_version", name="uq_ticket_events_ticket_version"),
     Index("ix_ticket_events_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
 )
@@ -155,6 +158,8 @@ processed_commands = Table(
     Column("result", Text, nullable=False),
     Column("reply_to", Text),
     Column("result_published_at", TZ),
+    Column("traceparent", Text),
+    Column("tracestate", Text),
     Index("ix_processed_commands_unpublished", "seq", postgresql_where=text("result_published_at IS NULL")),
 )
 

@@ -24,7 +24,7 @@ from service.handlers.batch import Incoming, Outcome, handle_batch
 from service.logging import get_logger
 from service.runtime import Runtime
 
-from .acking import ack_after, batch_subscription
+from .acking import ack_after, batch_subscription, documented_per_record
 from .decoding import Letter, decode_command, split_decoded
 from .dead_letters import DeadLetters
 
@@ -38,7 +38,8 @@ def command_router(rt: Runtime) -> KafkaRouter:
     dead_letters = DeadLetters(rt.broker, rt.metrics)
 
     @router.subscriber(topics.COMMANDS, **batch_subscription(
-        s, topics.COMMANDS, "commands", "Commands, keyed by ticket id; one result per distinct message_id."))
+        rt, topics.COMMANDS, "commands", "Commands, keyed by ticket id; one result per distinct message_id."))
+    @documented_per_record(Command)
     async def on_commands(body: list[Command]) -> None:
         records: tuple[Any, ...] = body  # type: ignore[assignment]  # raw records, see raw_records
         await ack_after(rt, lambda: _on_commands(records), what="commands")

@@ -39,7 +39,7 @@ class DeadLetters:
             log.warning("dead-lettered", topic=record.topic, partition=record.partition, offset=record.offset,
                         error=error_class)
             sends.append((record, headers, await self._publish(record, record.value or b"", headers)))
-            self._metrics.count(self._metrics.dead_letters, record.topic)
+            self._metrics.dead_letters.labels(record.topic, error_class).inc()
         outcomes = await asyncio.gather(*(future for *_, future in sends), return_exceptions=True)
         for (record, headers, _), outcome in zip(sends, outcomes, strict=True):
             if isinstance(outcome, MessageSizeTooLargeError):

@@ -15,32 +15,42 @@ from sqlalchemy import text
 from ticket_contracts import topics
 from ticket_contracts.ops import Heartbeat
 
-from service.adapters.relay import BACKLOG_SQL
+from service.adapters.relay import BACKLOG_SQL, OLDEST_UNPUBLISHED_AGE_SQL
 from service.logging import get_logger
+from service.metrics import service_version
 from service.runtime import Runtime
 
 log = get_logger(__name__)
-VERSION = "0.1.0"
+
+
+async def measure_outbox(rt: Runtime) -> int:
+    """Backlog and age of the oldest unpublished row into the gauges (every instance measures, so the
+    age also grows when no instance relays); returns the backlog."""
+    async with rt.engine.connect() as conn:
+        backlog = int((await conn.execute(text(BACKLOG_SQL))).scalar_one())
+        age = float((await conn.execute(text(OLDEST_UNPUBLISHED_AGE_SQL))).scalar_one())
+    rt.metrics.outbox_backlog.set(backlog)
+    rt.metrics.outbox_oldest_age.set(age)
+    return backlog
 
 
 async def heartbeat(rt: Runtime) -> Heartbeat:
     m = rt.metrics
     backlog = None
     try:
-        async with rt.engine.connect() as conn:
-            backlog = int((await conn.execute(text(BACKLOG_SQL))).scalar_one())
+        backlog = await measure_outbox(rt)
     except Exception as error:  # reported as unknown; the heartbeat itself must go out
         log.warning("heartbeat could not read the outbox backlog", error=type(error).__name__)
     now = datetime.now(UTC)
     return Heartbeat(
-        instance_id=rt.settings.instance_id, version=VERSION, started_at=rt.started_at,
+        instance_id=rt.settings.instance_id, version=service_version(), started_at=rt.started_at,
         uptime_s=(now - rt.started_at).total_seconds(),
         commands_handled=m.total(m.commands, "accepted", "rejected", "duplicate", "failed"),
         commands_rejected=m.total(m.commands, "rejected"),
         queries_answered=m.total(m.queries, "ok", "error"),
-        dead_lettered=m.total(m.dead_letters, *topics.INPUT_TOPICS),
+        dead_lettered=m.total_of(m.dead_letters),
         outbox_backlog=backlog,
-        consumer_lag=None,  # end_offsets() under-reports on the embedded broker; see docs/operations.md
+        consumer_lag=rt.lag_monitor.last if rt.lag_monitor is not None else None,
         relay_active=rt.relay_active, ready=rt.ready,
     )
 
@@ -50,12 +60,15 @@ async def heartbeat_loop(rt: Runtime) -> None:
         try:
             beat = await heartbeat(rt)
             await rt.broker.publish(beat.model_dump_json().encode(), topics.OPS,
-                                    key=rt.settings.instance_id.encode())
+                                    key=rt.settings.instance_id.encode(), headers=_BEAT_HEADERS)
         except asyncio.CancelledError:
             raise
         except Exception as error:
             log.warning("heartbeat not published", error=type(error).__name__)
         await asyncio.sleep(rt.settings.heartbeat_interval_s)
+
+
+_BEAT_HEADERS = {topics.HEADER_TYPE: "ops.heartbeat", topics.HEADER_CONTENT_TYPE: topics.JSON_CONTENT_TYPE}
 
 
 async def serve_http(rt: Runtime) -> asyncio.Server:

@@ -11,8 +11,11 @@ that crashed (a bug) is dead-lettered, so it is neither lost nor retried forever
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from typing import Any
+
+from opentelemetry import trace
 
 from faststream.kafka import KafkaRouter
 from pydantic import ValidationError
@@ -20,6 +23,8 @@ from ticket_contracts import topics
 from ticket_contracts.answers import AnswerBase, ErrorAnswer
 from ticket_contracts.queries import Query
 
+from service import tracing
+from service.adapters.message_headers import output_headers
 from service.adapters.read_models import reading
 from service.adapters.retry import retry_transient
 from service.domain.errors import DomainError
@@ -27,9 +32,9 @@ from service.handlers.queries import answer
 from service.logging import get_logger
 from service.runtime import Runtime
 
-from .acking import ack_after, batch_subscription
+from .acking import ack_after, batch_subscription, documented_per_record
 from .dead_letters import DeadLetters
-from .decoding import Letter, split_decoded, summarise
+from .decoding import Letter, headers_of, split_decoded, summarise
 from .query_decoding import IncomingQuery, decode_query
 
 log = get_logger(__name__)
@@ -41,9 +46,11 @@ def query_router(rt: Runtime) -> KafkaRouter:
     dead_letters = DeadLetters(rt.broker, rt.metrics)
     #: Queries of one batch answered at once; half the pool, so commands always find connections.
     concurrency = asyncio.Semaphore(max(1, s.database_pool_size // 2))
+    tracer = rt.tracer_provider.get_tracer(tracing.INSTRUMENTATION)
 
     @router.subscriber(topics.QUERIES, **batch_subscription(
-        s, topics.QUERIES, "queries", "Queries; the answer goes to the reply_to header's topic."))
+        rt, topics.QUERIES, "queries", "Queries; the answer goes to the reply_to header's topic."))
+    @documented_per_record(Query)
     async def on_queries(body: list[Query]) -> None:
         records: tuple[Any, ...] = body  # type: ignore[assignment]  # raw records, see raw_records
         await ack_after(rt, lambda: _on_queries(records), what="queries")
@@ -51,7 +58,8 @@ def query_router(rt: Runtime) -> KafkaRouter:
     async def _on_queries(records: tuple[Any, ...]) -> None:
         decoded, dead = split_decoded(records, lambda r: decode_query(r, rt.resolver, s.max_message_bytes))
         incoming: list[IncomingQuery] = [item for _, item in decoded]
-        outcomes = await asyncio.gather(*(_answer_one(item) for item in incoming))
+        traces.clear()
+        outcomes = await asyncio.gather(*(_traced(item) for item in incoming))
         answered = [(item, out) for item, out in zip(incoming, outcomes, strict=True) if isinstance(out, AnswerBase)]
         dead += [(item.record, type(out).__name__, _describe(out))
                  for item, out in zip(incoming, outcomes, strict=True) if isinstance(out, Exception)]
@@ -59,6 +67,26 @@ def query_router(rt: Runtime) -> KafkaRouter:
                                           initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s)
         for out in delivered:
             rt.metrics.count(rt.metrics.queries, "error" if isinstance(out, ErrorAnswer) else "ok")
+
+    async def _traced(item: IncomingQuery) -> AnswerBase | Exception:
+        """One query in a span of the trace its ``traceparent`` names (a new trace without one); its
+        answer carries that span's context; linked to the batch's span (FastStream's middleware).
+        Timed by query type."""
+        parent = tracing.extract(headers_of(item.record))
+        batch = tracing.links([trace.set_span_in_context(trace.get_current_span())])
+        started = time.perf_counter()
+        with tracer.start_as_current_span(f"query {item.query_type}", context=parent, kind=trace.SpanKind.SERVER,
+                                          links=batch, attributes={"messaging.message.id": str(item.message_id)},
+                                          ) as span:
+            out = await _answer_one(item)
+            if isinstance(out, Exception):
+                span.set_status(trace.Status(trace.StatusCode.ERROR, type(out).__name__))
+        rt.metrics.query_seconds.labels(item.query_type).observe(time.perf_counter() - started)
+        traces[item.message_id] = tracing.carrier(span) if span.get_span_context().is_valid else (None, None)
+        return out
+
+    #: This batch's trace context per query (batches of one subscriber run one at a time).
+    traces: dict[Any, tuple[str | None, str | None]] = {}
 
     async def _answer_one(item: IncomingQuery) -> AnswerBase | Exception:
         if item.refusal is not None or item.query is None or item.actor is None:
@@ -88,10 +116,12 @@ def query_router(rt: Runtime) -> KafkaRouter:
         sent = []
         for item, out in answered:
             correlation = str(out.correlation_id)
+            traceparent, tracestate = traces.pop(item.message_id, (None, None))
+            headers = output_headers(correlation_id=correlation, causation_id=item.message_id, message_type=out.type,
+                                     traceparent=traceparent, tracestate=tracestate)
             sent.append((item, out, await _attempt(rt.broker.publish(
                 out.model_dump_json().encode(), item.reply_to, key=item.record.key, correlation_id=correlation,
-                headers={topics.HEADER_CORRELATION_ID: correlation, topics.HEADER_MESSAGE_TYPE: out.type},
-                no_confirm=True,
+                headers=headers, no_confirm=True,
             ))))
         delivered, undelivered = [], []
         for item, out, future in sent:

@@ -14,7 +14,7 @@ from service.adapters.retry import retry_transient
 from service.adapters.user_directory import apply_user_changes
 from service.runtime import Runtime
 
-from .acking import ack_after, batch_subscription
+from .acking import ack_after, batch_subscription, documented_per_record
 from .dead_letters import DeadLetters
 from .decoding import summarise
 from .erasure import erase
@@ -26,7 +26,8 @@ def user_events_router(rt: Runtime) -> KafkaRouter:
     dead_letters = DeadLetters(rt.broker, rt.metrics)
 
     @router.subscriber(topics.USER_EVENTS, **batch_subscription(
-        s, topics.USER_EVENTS, "user_events", "User directory changes from the identity service, keyed by user id."))
+        rt, topics.USER_EVENTS, "user_events", "User directory changes from the identity service, keyed by user id."))
+    @documented_per_record(UserEvent)
     async def on_user_events(body: list[UserEvent]) -> None:
         records: tuple[Any, ...] = body  # type: ignore[assignment]
         await ack_after(rt, lambda: _apply(records), what="user events")

@@ -7,6 +7,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 from ticket_contracts import topics
@@ -25,14 +28,22 @@ def e2e_settings(database_url: str, kafka_bootstrap: str, **overrides: object) -
     values: dict[str, object] = dict(
         database_url=database_url, kafka_bootstrap=kafka_bootstrap, http_port=0,
         consumer_group=f"e2e-{uuid.uuid4().hex[:8]}", heartbeat_interval_s=1.0, relay_poll_interval_s=0.5,
-        retry_max_backoff_s=1.0,
+        retry_max_backoff_s=1.0, monitor_interval_s=0.3,
     )
     return load_settings(**(values | overrides))
 
 
 @pytest.fixture(scope="session")
-async def service(database_url: str, kafka_bootstrap: str) -> AsyncIterator[Runtime]:
-    async with running(e2e_settings(database_url, kafka_bootstrap)) as rt:
+def spans() -> InMemorySpanExporter:
+    """Every span the session's service finished (the in-memory exporter of OpenTelemetry's SDK)."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture(scope="session")
+async def service(database_url: str, kafka_bootstrap: str, spans: InMemorySpanExporter) -> AsyncIterator[Runtime]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    async with running(e2e_settings(database_url, kafka_bootstrap), tracer_provider=provider) as rt:
         yield rt
 
 

@@ -81,22 +81,22 @@ class Publish:
         self.mode, self.no_ack_topics = mode, set(no_ack_topics)
         (self._up.clear if mode == "hold" else self._up.set)()
 
-    async def __call__(self, value: bytes, topic: str, key: bytes | None) -> Any:
+    async def __call__(self, value: bytes, topic: str, key: bytes | None, headers: Any = None) -> Any:
         self.calls.append((topic, key))
         if self.mode == "down":
             self.failures += 1
             raise KafkaConnectionError("broker unreachable (injected)")
         if self.mode == "no_ack" and topic in self.no_ack_topics:
             return self._fail()
-        return self._acknowledged(value, topic, key)
+        return self._acknowledged(value, topic, key, headers)
 
     async def _fail(self) -> None:
         self.failures += 1
         raise KafkaTimeoutError("no acknowledgement (injected)")
 
-    async def _acknowledged(self, value: bytes, topic: str, key: bytes | None) -> None:
+    async def _acknowledged(self, value: bytes, topic: str, key: bytes | None, headers: Any) -> None:
         await self._up.wait()
-        await (await self._publish(value, topic, key))
+        await (await self._publish(value, topic, key, headers))
         self.acked.append((topic, key, value))
 
     def acked_keys(self, topic: str) -> set[bytes | None]:
@@ -369,3 +369,57 @@ async def test_an_undeliverable_reply_to_does_not_hold_back_other_results(
         assert len(reader.json_for(good, topics.COMMAND_RESULTS)) == 1
     finally:
         await broker.stop()
+
+
+# ---- headers and trace context ----------------------------------------------------------------
+async def test_every_event_and_result_carries_its_headers_and_the_stored_trace_context(
+    engine: AsyncEngine, broker: AIOKafkaProducer, reader: TopicReader, reply_topic: str,
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    traced, plain = new_id(), new_id()
+    outcomes = await _handle(engine, _create(traced), _create(plain), reply_to=reply_topic)
+    trace_id = uuid.uuid4().hex
+    traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+    async with engine.begin() as conn:  # as the command path stores it for a command that had one
+        for table in (t.ticket_events, t.processed_commands):
+            await conn.execute(table.update().where(table.c.ticket_id == traced)
+                               .values(traceparent=traceparent, tracestate="vendor=1"))
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    dsn = _asyncpg_dsn(engine.url.render_as_string(hide_password=False))
+    relay = OutboxRelay(dsn, Publish(broker), Metrics(), batch_size=500, poll_interval_s=0.2, tracer_provider=provider)
+    task = asyncio.create_task(relay.run())
+    try:
+        await reader.wait_for(traced, 2)
+        await reader.wait_for(plain, 2)
+        await eventually(lambda: _all_published(engine), what="every row marked published")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    by_command = {o.message_id: o for o in outcomes}
+    records = [r for r in reader.records if r.key in (_key(traced), _key(plain))]
+    assert {r.topic for r in records} == {topics.EVENTS, topics.COMMAND_RESULTS, reply_topic}
+    for record in records:
+        headers = dict(record.headers)
+        body = json.loads(record.value)
+        assert headers["correlation_id"].decode() == body["correlation_id"]
+        assert headers["causation_id"].decode() == body["causation_id"]
+        assert uuid.UUID(body["causation_id"]) in by_command
+        assert headers["type"].decode() == body["type"]
+        assert headers["content-type"] == b"application/json"
+        if record.key == _key(traced):
+            assert headers["traceparent"].decode() == traceparent and headers["tracestate"] == b"vendor=1"
+        else:
+            assert "traceparent" not in headers
+    spans = exporter.get_finished_spans()
+    per_message = [s for s in spans if s.name.endswith(" publish") and s.name != "outbox publish"]
+    rounds = [s for s in spans if s.name == "outbox publish"]
+    in_trace = [s for s in per_message if s.context.trace_id == int(trace_id, 16)]
+    assert len(in_trace) == 2 and all(s.parent.span_id == int(traceparent[36:52], 16) for s in in_trace)
+    assert {s.context.trace_id for s in per_message} - {int(trace_id, 16)} <= {r.context.trace_id for r in rounds}
+    assert any(link.context.trace_id == int(trace_id, 16) for s in rounds for link in s.links)
