@@ -16,14 +16,14 @@ from aiokafka import AIOKafkaProducer
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
-from pydantic import Field
 from opentelemetry.trace import TracerProvider
+from pydantic import Field
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from ticket_contracts import topics
 from ticket_contracts.answers import Answer
-from ticket_contracts.events import Event
 from ticket_contracts.commands import RedactTicket
+from ticket_contracts.events import Event
 from ticket_contracts.ops import ErasureProgress, Heartbeat
 from ticket_contracts.results import CommandResult
 

@@ -46,7 +46,12 @@ UPDATE erasures SET tickets_whole = c.whole, tickets_authored = c.authored, done
 FROM (SELECT count(*) FILTER (WHERE NOT author_only) AS whole, count(*) FILTER (WHERE author_only) AS authored,
              count(*) AS total FROM erasure_commands WHERE user_id = :u) c
 WHERE user_id = :u RETURNING tickets_whole, tickets_authored""")
+_ADDRESS = text("SELECT email FROM users WHERE user_id = :u")
 _FORGET = text("UPDATE users SET email = '', display_name = '', active = false WHERE user_id = :u")
+#: Mail ingest may keep the sender's address of inbound mails (rate limits): cleared where present.
+_SENDER_COLUMN = text("SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                      "AND table_name = 'email_messages' AND column_name = 'from_address')")
+_FORGET_SENDER = text("UPDATE email_messages SET from_address = NULL WHERE from_address = lower(:email)")
 _UNSENT = text("SELECT ticket_id, author_only, command_id FROM erasure_commands "
                "WHERE user_id = :u AND sent_at IS NULL ORDER BY ticket_id")
 _SENT = text("""
@@ -94,7 +99,11 @@ async def plan_erasure(engine: AsyncEngine, user_id: uuid.UUID, message_id: uuid
             sent = 0
         else:
             whole, authored, sent = row.tickets_whole, row.tickets_authored, row.commands_sent
-        await conn.execute(_FORGET, params)  # also after a redelivery: an upsert may have come between
+        # also after a redelivery: an upsert may have come between
+        address = await conn.scalar(_ADDRESS, params)
+        await conn.execute(_FORGET, params)
+        if address and await conn.scalar(_SENDER_COLUMN):
+            await conn.execute(_FORGET_SENDER, {"email": address})
         unsent = [PendingRedaction(*r) for r in await conn.execute(_UNSENT, params)]
     return ErasurePlan(user_id, whole, authored, sent, new, unsent)
 

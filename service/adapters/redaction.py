@@ -40,7 +40,7 @@ UPDATE tickets SET title = CASE WHEN :title THEN :marker ELSE title END,
 WHERE id = :t""")
 
 #: Columns of attachment references that get the marker (see ``_attachments``).
-_ATTACHMENT_COLUMNS = ("filename", "uri", "url", "storage_uri", "content_type", "sha256")
+_ATTACHMENT_COLUMNS = ("filename", "uri", "url", "storage_uri", "sha256")
 
 
 async def carry_out(conn: AsyncConnection, redactions: Iterable[Redaction]) -> None:

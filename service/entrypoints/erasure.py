@@ -53,7 +53,8 @@ async def erase(rt: Runtime, event: UserErased) -> ErasurePlan:
             )
             futures.append(await rt.broker.publish(
                 command.model_dump_json().encode(), topics.COMMANDS, key=str(item.ticket_id).encode(),
-                headers={topics.HEADER_MESSAGE_TYPE: command.type}, no_confirm=True))
+                headers={topics.HEADER_TYPE: command.type, topics.HEADER_CONTENT_TYPE: topics.JSON_CONTENT_TYPE,
+                         topics.HEADER_CORRELATION_ID: str(event.message_id)}, no_confirm=True))
         await asyncio.gather(*futures)
         last = start + CHUNK >= len(plan.unsent)
         sent = await mark_sent(rt.engine, user_id, [i.ticket_id for i in chunk], last=last)
@@ -67,5 +68,6 @@ async def _progress(rt: Runtime, plan: ErasurePlan, sent: int, done: bool = Fals
                                tickets_to_redact=plan.tickets_whole,
                                tickets_with_authored_content=plan.tickets_authored, commands_sent=sent, done=done)
     await rt.broker.publish(progress.model_dump_json().encode(), topics.OPS, key=str(plan.user_id).encode(),
-                            headers={topics.HEADER_MESSAGE_TYPE: progress.type})
+                            headers={topics.HEADER_TYPE: progress.type,
+                                     topics.HEADER_CONTENT_TYPE: topics.JSON_CONTENT_TYPE})
 
