@@ -113,7 +113,8 @@ def create_app(settings: Settings | None = None, *,
         await producer.start()
         producers.append(producer)
         relay = OutboxRelay(
-            _asyncpg_dsn(settings.database_url), _publisher(producer), rt.metrics,
+            _asyncpg_dsn(settings.database_url, application_name=relay_application_name(settings)),
+            _publisher(producer), rt.metrics,
             batch_size=settings.relay_batch_size, poll_interval_s=settings.relay_poll_interval_s,
             retry_max_s=settings.retry_max_backoff_s, on_active=lambda active: setattr(rt, "relay_active", active),
             tracer_provider=provider, may_lead=lambda: not rt.stopping,
@@ -191,7 +192,7 @@ def _declare_outputs(broker: KafkaBroker) -> None:
                      description="Answers to queries, sent to the topic named in the query's reply_to header.")
     for topic in topics.INPUT_TOPICS:
         broker.publisher(topics.dlq(topic), schema=bytes, title=topics.dlq(topic),
-                         description=f"Messages from {topic} that can never be processed, unchanged, with dlq.* headers.")
+                         description=f"Messages from {topic} that can never be processed: key, value and headers exactly as they came, then dlq.* headers and nothing else.")
 
 
 async def _joined(broker: KafkaBroker, timeout_s: float) -> None:
@@ -244,8 +245,18 @@ class _CountingFailures:
         return getattr(self._resolver, name)
 
 
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+def _asyncpg_dsn(url: str, *, application_name: str | None = None) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    if application_name:  # asyncpg sends unknown query parameters as server settings
+        parsed = parsed.update_query_dict({"application_name": application_name})
+    return parsed.render_as_string(hide_password=False)
+
+
+def relay_application_name(settings: Settings) -> str:
+    """The relay's database session is named after its instance: `tickets outbox status` shows it."""
+    from service.ops.outbox import RELAY_APPLICATION_PREFIX
+
+    return (RELAY_APPLICATION_PREFIX + settings.instance_id)[:63]
 
 
 @contextlib.asynccontextmanager

@@ -95,6 +95,10 @@ def cmd_dev(args: argparse.Namespace) -> None:
             settings = load_settings(
                 database_url=stack.database_url, kafka_bootstrap=stack.kafka_bootstrap, log_format=log_format
             )
+            if not args.no_refill:
+                from service.ops.cli import refill_dev_broker
+
+                refill_dev_broker(settings)
             try:
                 _run_service(settings)
             finally:
@@ -122,7 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--data-dir", help="where PostgreSQL keeps its data (default: TICKETS_DATA_DIR or .data)")
     dev.add_argument("--ephemeral", action="store_true", help="throw the database away on exit")
     dev.add_argument("--kafka-port", type=int, default=9092, help="broker port on 127.0.0.1 (default 9092)")
+    dev.add_argument("--no-refill", action="store_true",
+                     help="do not republish the stored events and results to the fresh broker at start")
     dev.set_defaults(handler=cmd_dev)
+    from service.ops.cli import add_commands
+
+    add_commands(commands)  # dlq, outbox, events
     return parser
 
 

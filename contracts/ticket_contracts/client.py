@@ -1,8 +1,10 @@
 """A small asyncio client: ``send(command)`` awaits its result, ``request(query)`` its answer.
 
 Each client reads its own reply topic (``tickets.replies.<client id>``, created on start),
-so answers and results addressed to it never reach anyone else. Needs the ``client`` extra
-(aiokafka).
+so answers and results addressed to it never reach anyone else. A client with a generated id
+deletes its topic when it stops; one given a ``client_id`` keeps the topic and reuses it on the
+next start, reading only what arrives from then on (``delete_reply_topic`` overrides either).
+Needs the ``client`` extra (aiokafka).
 
     async with TicketClient("localhost:9092") as client:
         result = await client.send(CreateTicket(actor=actor, payload=...))
@@ -39,7 +41,8 @@ class QueryFailed(TicketClientError):
 
 class TicketClient:
     def __init__(self, bootstrap_servers: str, *, client_id: str | None = None, timeout: float = 30.0,
-                 fetch_max_wait_ms: int = 10) -> None:
+                 fetch_max_wait_ms: int = 10, delete_reply_topic: bool | None = None) -> None:
+        self.delete_reply_topic = client_id is None if delete_reply_topic is None else delete_reply_topic
         self.client_id = client_id or uuid.uuid4().hex[:12]
         self.reply_topic = f"tickets.replies.{self.client_id}"
         self.timeout = timeout
@@ -77,7 +80,10 @@ class TicketClient:
             fetch_max_wait_ms=self._fetch_max_wait_ms,
         )
         await self._consumer.start()
-        self._consumer.assign([TopicPartition(self.reply_topic, 0)])
+        partition = TopicPartition(self.reply_topic, 0)
+        self._consumer.assign([partition])
+        if not self.delete_reply_topic:  # a reused topic: what it holds answered an earlier run
+            await self._consumer.seek_to_end(partition)
         self._reader = asyncio.create_task(self._read())
 
     async def stop(self) -> None:
@@ -87,8 +93,24 @@ class TicketClient:
         for part in (self._consumer, self._producer):
             if part is not None:
                 await part.stop()
+        self._consumer = self._producer = self._reader = None
         for future in self._waiting.values():
             future.cancel()
+        if self.delete_reply_topic:
+            await self._delete_reply_topic()
+
+    async def _delete_reply_topic(self) -> None:
+        """Best effort: a broker that refuses (no DELETE permission) leaves the topic behind."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        try:
+            await admin.start()
+            await asyncio.wait_for(admin.delete_topics([self.reply_topic]), 10)
+        except Exception:  # noqa: BLE001 - closing must not fail because clean-up did
+            pass
+        finally:
+            await admin.close()
 
     async def publish(self, message: Message, topic: str, key: uuid.UUID | str | None = None,
                       reply: bool = True) -> None:

@@ -42,3 +42,7 @@ DLQ_HEADER_SOURCE_OFFSET = "dlq.source.offset"
 DLQ_HEADER_FAILED_AT = "dlq.failed_at"
 #: Set when the original value was too large even for the dead-letter topic and was dropped.
 DLQ_HEADER_PAYLOAD_DROPPED = "dlq.payload_dropped"
+#: Set by ``tickets dlq replay`` on a letter sent back to its source topic: ``<dlq topic>:<partition>:<offset>``.
+DLQ_HEADER_REPLAYED_FROM = "dlq.replayed_from"
+#: Every ``dlq.*`` header starts with this; a dead letter adds no other header to the original ones.
+DLQ_HEADER_PREFIX = "dlq."

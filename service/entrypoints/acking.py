@@ -9,6 +9,7 @@ again — never skipped, never hot-looping.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -33,10 +34,24 @@ def batch_subscription(rt: Runtime, topic: str, group: str, description: str) ->
     return dict(
         group_id=group_id, listener=Rebalances(group_id, rt.metrics, rt.progress), batch=True, max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms, fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, decoder=raw_records,
+        auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, parser=tolerant_headers, decoder=raw_records,
         no_reply=True,  # the handlers publish what they answer; FastStream would also send their None
         title=topic, description=description,
     )
+
+
+async def tolerant_headers(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream's batch parser decodes every header as UTF-8 and fails on a binary or null value,
+    which would drop the whole batch unprocessed. Then it parses copies with readable headers, and
+    the handler still gets the untouched records (their headers go to a DLQ exactly as they came)."""
+    try:
+        return await original(records)
+    except (UnicodeDecodeError, AttributeError):
+        readable = tuple(dataclasses.replace(r, headers=[(k, (v or b"").decode(errors="replace").encode())
+                                                         for k, v in r.headers]) for r in records)
+        parsed = await original(readable)
+        parsed.raw_message = records
+        return parsed
 
 
 H = TypeVar("H", bound=Callable[..., Any])

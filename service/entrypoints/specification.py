@@ -44,6 +44,8 @@ def input_headers(*, reply_to_required: bool) -> dict[str, Any]:
         topics.HEADER_CORRELATION_ID: {"type": "string", "description": "Optional; the payload's field rules."},
         topics.HEADER_TRACEPARENT: _TRACEPARENT | {"description": "Optional W3C trace context; continued."},
         topics.HEADER_TRACESTATE: _TRACESTATE,
+        topics.DLQ_HEADER_REPLAYED_FROM: {"type": "string", "description": "Set by `tickets dlq replay`: the "
+                                          "letter (<dlq topic>:<partition>:<offset>) this record came back from."},
     }, [topics.HEADER_REPLY_TO] if reply_to_required else [])
 
 
@@ -57,6 +59,8 @@ def dead_letter_headers() -> dict[str, Any]:
         topics.DLQ_HEADER_SOURCE_OFFSET: text | {"description": "Decimal."},
         topics.DLQ_HEADER_FAILED_AT: text | {"format": "date-time"},
         topics.DLQ_HEADER_PAYLOAD_DROPPED: text | {"description": "Set when the value was too large to keep."},
+        topics.DLQ_HEADER_REPLAYED_FROM: text | {"description": "The letter (<dlq topic>:<partition>:<offset>) "
+                                                  "this record was replayed from by `tickets dlq replay`."},
     }, [topics.DLQ_HEADER_ERROR_CLASS, topics.DLQ_HEADER_ERROR_MESSAGE, topics.DLQ_HEADER_SOURCE_TOPIC,
         topics.DLQ_HEADER_SOURCE_PARTITION, topics.DLQ_HEADER_SOURCE_OFFSET, topics.DLQ_HEADER_FAILED_AT])
 
@@ -65,7 +69,8 @@ def dead_letter_headers() -> dict[str, Any]:
 HEADERS: dict[str, dict[str, Any]] = {
     topics.COMMANDS: input_headers(reply_to_required=False),
     topics.QUERIES: input_headers(reply_to_required=True),
-    topics.USER_EVENTS: _headers({}, []),
+    topics.USER_EVENTS: _headers({topics.DLQ_HEADER_REPLAYED_FROM: {
+        "type": "string", "description": "Set by `tickets dlq replay`: the letter this record came back from."}}, []),
     topics.EVENTS: output_headers("The message_id of the command that caused the event."),
     topics.COMMAND_RESULTS: output_headers("The message_id of the command."),
     "reply_to": output_headers("The message_id of the query."),
