@@ -138,6 +138,14 @@ CROSS JOIN generate_series(1, 3) k
 """
 
 
+#: Every table and index of the data set into the OS page cache (a server with the memory for its
+#: data set has it cached; a freshly seeded one on a shared machine does not).
+PREWARM = """
+SELECT sum(pg_prewarm(c.oid::regclass, 'read')) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname IN ('public', 'pg_toast') AND c.relkind IN ('r', 'i', 't') AND pg_relation_size(c.oid) > 0
+"""
+
+
 def md5_uuid(value: str) -> uuid.UUID:
     """PostgreSQL's ``md5(value)::uuid``."""
     return uuid.UUID(hashlib.md5(value.encode()).hexdigest())
@@ -511,6 +519,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             database_url = await seed(server_url, args, report)
             engine = create_async_engine(database_url)
             try:
+                if args.prewarm:
+                    say("prewarming the page cache ...")
+                    async with engine.begin() as conn:
+                        await conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_prewarm"))
+                        await conn.execute(text(PREWARM))
                 async with engine.connect() as conn:
                     thread_ticket = await conn.scalar(text(
                         "SELECT ticket_id FROM replies GROUP BY ticket_id ORDER BY count(*) DESC LIMIT 1"))
@@ -559,6 +572,8 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--samples", type=int, default=400, help="db samples per scenario")
     parser.add_argument("--round-trips", type=int, default=200, help="round trips per scenario (0: skip)")
+    parser.add_argument("--prewarm", action="store_true",
+                        help="read every table and index into the OS page cache first (pg_prewarm 'read')")
     parser.add_argument("--only", default="", help="run only the scenarios whose name contains this text")
     parser.add_argument("--reuse", action="store_true", help="reuse an already seeded database of the same size")
     parser.add_argument("--keep", action="store_true", help="keep the database on TICKETS_BENCH_DATABASE_URL")
