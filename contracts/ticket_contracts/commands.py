@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
     AwareDatetime,
@@ -215,10 +215,9 @@ Command = Annotated[
     ],
     Field(discriminator="type"),
 ]
+#: Every command type, derived from the ``Command`` union: the one list of commands.
 COMMAND_TYPES: dict[str, type[CommandBase]] = {
-    m.model_fields["type"].default: m
-    for m in (CreateTicket, UpdateTicket, ChangeStatus, AssignTicket, AddReply, LogTime, DeleteTicket, RestoreTicket, IngestEmail,
-              RedactTicket)
+    m.model_fields["type"].default: m for m in get_args(get_args(Command)[0])
 }
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
 

@@ -1,22 +1,46 @@
-"""The in-memory half of a batch's unit of work: the identity map and the rows waiting for
-commit. The SQL unit of work (and the tests' fake) add the reads and the commit around it."""
+"""The in-memory half of a batch's unit of work: the identity map and the changes waiting for
+commit. The SQL unit of work (and the tests' fake) add the reads and the commit around it; both
+turn the typed events and results into rows here, with the same serialisation."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
-from service.domain.ticket import Ticket
+from service.domain.events import DomainEvent
+from service.domain.redaction import Redaction
+from service.domain.ticket import Reply, Ticket, TimeEntry
+from service.handlers.messages import Result, Stamp
+
+from .serialization import event_json, result_json
+
+
+@dataclass(slots=True)
+class Rows:
+    """Everything one commit writes."""
+
+    new_tickets: list[Ticket] = field(default_factory=list)
+    changed_tickets: list[Ticket] = field(default_factory=list)
+    replies: list[Reply] = field(default_factory=list)
+    time_entries: list[TimeEntry] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    inbox: list[dict[str, Any]] = field(default_factory=list)
+    emails: list[dict[str, Any]] = field(default_factory=list)
+    #: ``ticket.redact``: what to scrub beyond the aggregates' own fields (adapters/redaction.py).
+    redactions: list[Redaction] = field(default_factory=list)
 
 
 class BatchChanges:
     def __init__(self) -> None:
         self._tickets: dict[uuid.UUID, Ticket] = {}
-        #: Ids looked up and not found, so a create does not ask again for the ticket it makes.
+        #: Ids looked up (under their lock) and not found, so a create does not ask again.
         self._absent: set[uuid.UUID] = set()
-        self._new: dict[uuid.UUID, Ticket] = {}
-        self._events: list[dict[str, Any]] = []
-        self._inbox: list[dict[str, Any]] = []
+        self._new: set[uuid.UUID] = set()
+        #: Tickets with recorded events, saved at commit (by id: an undo may replace the object).
+        self._dirty: dict[uuid.UUID, None] = {}
+        self._events: list[tuple[DomainEvent, Stamp]] = []
+        self._results: list[tuple[Result, str | None, str | None]] = []
         self._emails: dict[str, dict[str, Any]] = {}
         self._numbers: list[int] = []
 
@@ -33,26 +57,50 @@ class BatchChanges:
 
     def add(self, ticket: Ticket) -> None:
         self._tickets[ticket.id] = ticket
-        self._new[ticket.id] = ticket
+        self._absent.discard(ticket.id)
+        self._new.add(ticket.id)
 
     def undo(self, ticket_id: uuid.UUID | None, before: Ticket | None, command_id: uuid.UUID) -> None:
         """Forget what a failed command did in memory: its ticket state and its email rows."""
         if ticket_id is not None:
             if before is None:
-                self._tickets.pop(ticket_id, None)
-                self._new.pop(ticket_id, None)
+                if self._tickets.pop(ticket_id, None) is not None:
+                    self._absent.add(ticket_id)
+                self._new.discard(ticket_id)
+                self._dirty.pop(ticket_id, None)
             else:
                 self._tickets[ticket_id] = before
-                if ticket_id in self._new:
-                    self._new[ticket_id] = before
         self._emails = {k: v for k, v in self._emails.items() if v["command_id"] != command_id}
 
-    def record_events(self, rows: list[dict[str, Any]]) -> None:
-        self._events.extend(rows)
+    def record_events(self, events: list[DomainEvent], stamp: Stamp) -> None:
+        for event in events:
+            self._events.append((event, stamp))
+            self._dirty[event.ticket_id] = None
 
-    def record_processed(self, row: dict[str, Any]) -> None:
-        self._inbox.append(row)
+    def record_result(self, result: Result, reply_to: str | None, fingerprint: str | None = None) -> None:
+        self._results.append((result, reply_to, fingerprint))
 
     def record_email(self, row: dict[str, Any]) -> None:
         """Remember an email Message-ID; a later row for the same id replaces the earlier."""
         self._emails[row["message_id"]] = row
+
+    def rows(self) -> Rows:
+        """Serialise the batch's changes: the events and results become their published JSON."""
+        rows = Rows(emails=list(self._emails.values()))
+        for ticket_id in self._dirty:
+            ticket = self._tickets[ticket_id]
+            new_replies, new_entries = ticket.take_children()
+            rows.redactions.extend(ticket.take_redactions())
+            rows.replies.extend(new_replies)
+            rows.time_entries.extend(new_entries)
+            (rows.new_tickets if ticket_id in self._new else rows.changed_tickets).append(ticket)
+        rows.events = [{
+            "event_id": e.event_id, "ticket_id": e.ticket_id, "ticket_version": e.version, "type": e.type,
+            "internal": e.internal, "occurred_at": e.occurred_at, "body": event_json(e, stamp),
+        } for e, stamp in self._events]
+        rows.inbox = [{
+            "message_id": r.command_id, "command_type": r.command_type, "ticket_id": r.ticket_id,
+            "processed_at": r.sent_at, "status": r.status, "result": result_json(r), "reply_to": reply_to,
+            **({"fingerprint": fingerprint} if fingerprint is not None else {}),
+        } for r, reply_to, fingerprint in self._results]
+        return rows

@@ -1,39 +1,47 @@
 """The unit of work of one command batch: one PostgreSQL transaction, multi-row statements.
 
-Reads happen up front (lock the batch's tickets, look up the inbox, users, ticket numbers);
-the handlers then work on the in-memory aggregates; ``commit`` writes every change, every
-event (history = outbox), every inbox row with its result in a few statements and notifies
-the relay. Nothing is visible to anyone until the single COMMIT.
+It implements :class:`service.handlers.unit_of_work.UnitOfWork`. Reads happen up front (lock the
+batch's ticket ids, look up the inbox, users, ticket numbers); the handlers then work on the
+in-memory aggregates; ``commit`` serialises the typed events and results and writes every change,
+every event (history = outbox), every inbox row with its result in a few statements and notifies
+the relay. Nothing is visible to anyone until the single COMMIT. A constraint the database
+enforces surfaces as :class:`~service.handlers.unit_of_work.ConstraintViolation`.
+
+Locks: every ticket id of the batch, existing or not, is first locked with a transaction-scoped
+advisory lock (in id order), and only then are the existing rows read ``FOR UPDATE``. So a
+concurrent batch (a zombie consumer after a rebalance) that is creating a ticket the batch also
+addresses has committed — or not started — by the time this batch reads the ticket and the inbox.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import any_, bindparam, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from service.domain.ticket import Ticket
 from service.domain.values import DirectoryUser
+from service.handlers.unit_of_work import ConstraintViolation, StoredResult
 
 from . import tables as t
 from .batch_changes import BatchChanges
 from .redaction import carry_out
 from .rows import TICKET_COLUMNS, reply_to_row, ticket_from_row, ticket_to_row, time_entry_to_row, user_from_row
+from .serialization import result_from_json
 
 NOTIFY_CHANNEL = "tickets_outbox"
 _ids = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
 _texts = bindparam("texts", type_=ARRAY(t.Text()))
+_ADVISORY_LOCKS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
 
 
-@dataclass(slots=True, frozen=True)
-class StoredResult:
-    result: str
-    reply_to: str | None
+def lock_key(ticket_id: uuid.UUID) -> int:
+    """The advisory-lock key of a ticket id: its last 64 bits (random in UUIDv4 and v7)."""
+    return int.from_bytes(ticket_id.bytes[8:], "big", signed=True)
 
 
 class SqlUnitOfWork(BatchChanges):
@@ -44,6 +52,7 @@ class SqlUnitOfWork(BatchChanges):
         self._engine = engine
         self.conn: AsyncConnection
         self._tx: AsyncTransaction | None = None
+        self._locked: set[uuid.UUID] = set()
 
     async def __aenter__(self) -> SqlUnitOfWork:
         self.conn = await self._engine.connect()
@@ -59,10 +68,14 @@ class SqlUnitOfWork(BatchChanges):
 
     # ---- reads ----------------------------------------------------------------------------
     async def lock_tickets(self, ids: Iterable[uuid.UUID]) -> None:
-        """Load and lock (FOR UPDATE, in id order) the tickets the batch addresses."""
-        wanted = sorted({i for i in ids if i not in self._tickets and i not in self._absent})
+        """Lock the ids (advisory, in id order, existing or not), then load and lock the rows."""
+        wanted = sorted({i for i in ids if i not in self._locked})
         if not wanted:
             return
+        # A statement's snapshot is taken when it starts, so the rows are read in a second
+        # statement, after every advisory lock is held: it sees what a lock holder committed.
+        await self.conn.execute(_ADVISORY_LOCKS, {"keys": [lock_key(i) for i in wanted]})
+        self._locked.update(wanted)
         stmt = (
             select(t.tickets).where(t.tickets.c.id == any_(_ids)).order_by(t.tickets.c.id).with_for_update()
         )
@@ -80,7 +93,7 @@ class SqlUnitOfWork(BatchChanges):
         pc = t.processed_commands
         stmt = select(pc.c.message_id, pc.c.result, pc.c.reply_to).where(pc.c.message_id == any_(_ids))
         rows = await self.conn.execute(stmt, {"ids": list(message_ids)})
-        return {r.message_id: StoredResult(r.result, r.reply_to) for r in rows}
+        return {r.message_id: StoredResult(result_from_json(r.result), r.reply_to) for r in rows}
 
     async def users(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, DirectoryUser]:
         wanted = list(set(ids))
@@ -117,36 +130,34 @@ class SqlUnitOfWork(BatchChanges):
         stmt = select(func.nextval("ticket_number_seq")).select_from(func.generate_series(1, count))
         self._numbers.extend((await self.conn.execute(stmt)).scalars())
 
-    async def commit(self, touched: Iterable[Ticket]) -> None:
+    async def commit(self) -> None:
         """Write every change of the batch, then COMMIT."""
-        tickets, replies, entries, updates, redactions = [], [], [], [], []
-        for ticket in touched:
-            redactions.extend(ticket.take_redactions())
-            new_replies, new_entries = ticket.take_children()
-            replies.extend(map(reply_to_row, new_replies))
-            entries.extend(map(time_entry_to_row, new_entries))
-            (tickets if ticket.id in self._new else updates).append(ticket_to_row(ticket))
+        rows = self.rows()
         c = self.conn
-        if tickets:
-            await c.execute(insert(t.tickets), tickets)
-        if updates:
-            await c.execute(_UPDATE_TICKET, [{"b_" + k: v for k, v in row.items()} for row in updates])
-        if replies:
-            await c.execute(insert(t.replies), replies)
-        if entries:
-            await c.execute(insert(t.time_entries), entries)
-        if self._events:
-            await c.execute(insert(t.ticket_events), self._events)
-        if self._inbox:
-            await c.execute(insert(t.processed_commands), self._inbox)
-        if self._emails:
-            await c.execute(insert(t.email_messages), list(self._emails.values()))
-        if redactions:  # last: scrubs what this batch wrote too
-            await carry_out(c, redactions)
-        if self._events or self._inbox:
-            await c.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
-        assert self._tx is not None
-        await self._tx.commit()
+        try:
+            if rows.new_tickets:
+                await c.execute(insert(t.tickets), [ticket_to_row(x) for x in rows.new_tickets])
+            if rows.changed_tickets:
+                await c.execute(_UPDATE_TICKET, [{"b_" + k: v for k, v in ticket_to_row(x).items()}
+                                                 for x in rows.changed_tickets])
+            if rows.replies:
+                await c.execute(insert(t.replies), [reply_to_row(r) for r in rows.replies])
+            if rows.time_entries:
+                await c.execute(insert(t.time_entries), [time_entry_to_row(e) for e in rows.time_entries])
+            if rows.events:
+                await c.execute(insert(t.ticket_events), rows.events)
+            if rows.inbox:
+                await c.execute(insert(t.processed_commands), rows.inbox)
+            if rows.emails:
+                await c.execute(insert(t.email_messages), rows.emails)
+            if rows.redactions:  # last: scrubs what this batch wrote too
+                await carry_out(c, rows.redactions)
+            if rows.events or rows.inbox:
+                await c.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+            assert self._tx is not None
+            await self._tx.commit()
+        except IntegrityError as refused:
+            raise ConstraintViolation(type(refused.orig).__name__) from refused
 
 
 _UPDATE_TICKET = (

@@ -16,6 +16,8 @@ from ticket_contracts import topics
 from service.logging import get_logger
 from service.metrics import Metrics
 
+from .decoding import DeadLetter
+
 log = get_logger(__name__)
 
 
@@ -37,10 +39,11 @@ class DeadLetters:
         self._broker = broker
         self._metrics = metrics
 
-    async def send_many(self, letters: list[tuple[Any, str, str]]) -> None:
+    async def send_many(self, letters: list[DeadLetter]) -> None:
         """Publish and await every letter; raises on a broker failure so the caller retries, never drops."""
         sends = []
-        for record, error_class, error_message in letters:
+        for letter in letters:
+            record, error_class, error_message = letter.record, letter.error_class, letter.error_message
             headers = dlq_headers(record, error_class, error_message)
             log.warning("dead-lettered", topic=record.topic, partition=record.partition, offset=record.offset,
                         error=error_class)

@@ -22,7 +22,7 @@ from ticket_contracts.topics import HEADER_CORRELATION_ID, HEADER_REPLY_TO
 
 from service.adapters.auth import ActorResolver
 from service.domain.errors import DomainError
-from service.handlers.batch import Incoming
+from service.handlers.messages import Incoming
 
 
 #: An escaped NUL (``\u0000``) that is not itself an escaped backslash followed by "u0000".
@@ -51,18 +51,17 @@ class DeadLetter:
 
 
 T = TypeVar("T")
-Letter = tuple[Any, str, str]  # (record, error class, error message)
 
 
 def split_decoded(records: Iterable[Any], decode: Callable[[Any], T | DeadLetter]
-                  ) -> tuple[list[tuple[Any, T]], list[Letter]]:
+                  ) -> tuple[list[tuple[Any, T]], list[DeadLetter]]:
     """Decode every record: (record, decoded) pairs to handle, and letters for the DLQ."""
     good: list[tuple[Any, T]] = []
-    dead: list[Letter] = []
+    dead: list[DeadLetter] = []
     for record in records:
         decoded = decode(record)
         if isinstance(decoded, DeadLetter):
-            dead.append((decoded.record, decoded.error_class, decoded.error_message))
+            dead.append(decoded)
         else:
             good.append((record, decoded))
     return good, dead

@@ -34,7 +34,7 @@ from service.runtime import Runtime
 
 from .acking import ack_after, batch_subscription, documented_per_record
 from .dead_letters import DeadLetters
-from .decoding import Letter, headers_of, split_decoded, summarise
+from .decoding import DeadLetter, headers_of, split_decoded, summarise
 from .query_decoding import IncomingQuery, decode_query
 
 log = get_logger(__name__)
@@ -61,7 +61,7 @@ def query_router(rt: Runtime) -> KafkaRouter:
         traces.clear()
         outcomes = await asyncio.gather(*(_traced(item) for item in incoming))
         answered = [(item, out) for item, out in zip(incoming, outcomes, strict=True) if isinstance(out, AnswerBase)]
-        dead += [(item.record, type(out).__name__, _describe(out))
+        dead += [DeadLetter(item.record, type(out).__name__, _describe(out))
                  for item, out in zip(incoming, outcomes, strict=True) if isinstance(out, Exception)]
         delivered = await retry_transient(lambda: _send_out(answered, dead), what="publish answers",
                                           initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s)
@@ -108,7 +108,7 @@ def query_router(rt: Runtime) -> KafkaRouter:
             log.exception("query crashed", message_id=str(item.message_id), query_type=item.query_type)
             return error
 
-    async def _send_out(answered: list[tuple[IncomingQuery, AnswerBase]], dead: list[Letter]) -> list[AnswerBase]:
+    async def _send_out(answered: list[tuple[IncomingQuery, AnswerBase]], dead: list[DeadLetter]) -> list[AnswerBase]:
         """Publish every answer, then the dead letters. An answer the broker refuses (its reply_to
         topic is missing on a cluster that does not create topics) dead-letters its query instead
         of holding up the partition for ever; if the DLQ fails too, the broker is down: raise, and
@@ -131,8 +131,8 @@ def query_router(rt: Runtime) -> KafkaRouter:
             else:
                 log.warning("answer not delivered to its reply_to topic", message_id=str(item.message_id),
                             reply_to=item.reply_to, error=type(outcome).__name__)
-                undelivered.append((item.record, "AnswerUndeliverable",
-                                    f"publishing the answer to reply_to failed: {type(outcome).__name__}"))
+                undelivered.append(DeadLetter(item.record, "AnswerUndeliverable",
+                                              f"publishing the answer to reply_to failed: {type(outcome).__name__}"))
         await dead_letters.send_many(dead + undelivered)
         return delivered
 

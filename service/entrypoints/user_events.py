@@ -16,7 +16,7 @@ from service.runtime import Runtime
 
 from .acking import ack_after, batch_subscription, documented_per_record
 from .dead_letters import DeadLetters
-from .decoding import summarise
+from .decoding import DeadLetter, summarise
 from .erasure import erase
 
 
@@ -33,15 +33,18 @@ def user_events_router(rt: Runtime) -> KafkaRouter:
         await ack_after(rt, lambda: _apply(records), what="user events")
 
     async def _apply(records: tuple[Any, ...]) -> None:
-        upserts, deactivations, erasures, dead = [], [], [], []
+        upserts: list[dict[str, Any]] = []
+        deactivations: list[Any] = []
+        erasures: list[UserErased] = []
+        dead: list[DeadLetter] = []
         for record in records:
             if record.value is None or len(record.value) > s.max_message_bytes:
-                dead.append((record, "MessageTooLarge", f"limit {s.max_message_bytes} bytes"))
+                dead.append(DeadLetter(record, "MessageTooLarge", f"limit {s.max_message_bytes} bytes"))
                 continue
             try:
                 event = user_event_adapter.validate_json(record.value)
             except ValidationError as error:
-                dead.append((record, "InvalidUserEvent", summarise(error)))
+                dead.append(DeadLetter(record, "InvalidUserEvent", summarise(error)))
                 continue
             if isinstance(event, UserUpserted):
                 p = event.payload

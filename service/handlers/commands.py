@@ -1,12 +1,13 @@
-"""Command handlers: load the ticket, call one domain method, hand the ticket back.
+"""Command handlers: load the tickets, call domain methods, hand back the ticket the result names.
 
-Each is a short linear script. Errors are domain errors; the batch layer turns them into
-rejections. ``ticket.ingest_email`` lives in :mod:`service.handlers.email`.
+Each is a short linear script, registered with :func:`~service.handlers.registry.handles`, which
+also declares what the bus fetches for it. Errors are domain errors; the bus turns them into
+rejections, and collects the events of every ticket the handler loaded or added.
+``ticket.ingest_email`` lives in :mod:`service.handlers.email`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ticket_contracts import commands as c
@@ -16,9 +17,12 @@ from service.domain.policy import check_visible, customer_for_new_ticket
 from service.domain.ticket import Ticket, format_number
 from service.domain.values import Role, Status
 
-from .context import CommandContext, UnitOfWork
+from .context import CommandContext
+from .registry import handles
+from .unit_of_work import UnitOfWork
 
 
+@handles(c.CreateTicket, numbers=1)
 async def create_ticket(cmd: c.CreateTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     customer_id = customer_for_new_ticket(ctx.actor, p.customer_id)
@@ -33,6 +37,7 @@ async def create_ticket(cmd: c.CreateTicket, ctx: CommandContext, uow: UnitOfWor
     return ticket
 
 
+@handles(c.UpdateTicket)
 async def update_ticket(cmd: c.UpdateTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
@@ -41,6 +46,7 @@ async def update_ticket(cmd: c.UpdateTicket, ctx: CommandContext, uow: UnitOfWor
     return ticket
 
 
+@handles(c.ChangeStatus)
 async def change_status(cmd: c.ChangeStatus, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
@@ -48,6 +54,7 @@ async def change_status(cmd: c.ChangeStatus, ctx: CommandContext, uow: UnitOfWor
     return ticket
 
 
+@handles(c.AssignTicket, users=lambda p: (p.assignee_id,))
 async def assign_ticket(cmd: c.AssignTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
@@ -56,6 +63,7 @@ async def assign_ticket(cmd: c.AssignTicket, ctx: CommandContext, uow: UnitOfWor
     return ticket
 
 
+@handles(c.AddReply)
 async def add_reply(cmd: c.AddReply, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
@@ -66,6 +74,7 @@ async def add_reply(cmd: c.AddReply, ctx: CommandContext, uow: UnitOfWork) -> Ti
     return ticket
 
 
+@handles(c.LogTime)
 async def log_time(cmd: c.LogTime, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
@@ -76,6 +85,7 @@ async def log_time(cmd: c.LogTime, ctx: CommandContext, uow: UnitOfWork) -> Tick
     return ticket
 
 
+@handles(c.DeleteTicket)
 async def delete_ticket(cmd: c.DeleteTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
@@ -83,6 +93,7 @@ async def delete_ticket(cmd: c.DeleteTicket, ctx: CommandContext, uow: UnitOfWor
     return ticket
 
 
+@handles(c.RestoreTicket)
 async def restore_ticket(cmd: c.RestoreTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id), allow_deleted=True)
@@ -90,6 +101,7 @@ async def restore_ticket(cmd: c.RestoreTicket, ctx: CommandContext, uow: UnitOfW
     return ticket
 
 
+@handles(c.RedactTicket)
 async def redact_ticket(cmd: c.RedactTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     """Admins address any ticket (deleted too); a service account too, however it is."""
     p = cmd.payload
@@ -104,23 +116,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return list(value)
     return getattr(value, "value", value)
-
-
-Handler = Callable[[Any, CommandContext, UnitOfWork], Awaitable[Ticket]]
-
-
-def handlers() -> dict[str, Handler]:
-    from .email import ingest_email
-
-    return {
-        "ticket.create": create_ticket,
-        "ticket.update": update_ticket,
-        "ticket.change_status": change_status,
-        "ticket.assign": assign_ticket,
-        "ticket.add_reply": add_reply,
-        "ticket.log_time": log_time,
-        "ticket.delete": delete_ticket,
-        "ticket.restore": restore_ticket,
-        "ticket.ingest_email": ingest_email,
-        "ticket.redact": redact_ticket,
-    }

@@ -24,7 +24,9 @@ from service.domain.errors import AutoSubmitted, Forbidden, UnknownSender
 from service.domain.ticket import Ticket, format_number
 from service.domain.values import Actor, DirectoryUser, Role, Status
 
-from .context import CommandContext, UnitOfWork
+from .context import CommandContext
+from .registry import handles
+from .unit_of_work import UnitOfWork
 
 _NS = uuid.UUID("5f0c7a1e-3d2b-4f7e-9a55-1c2d3e4f5a6b")
 
@@ -37,6 +39,7 @@ class AlreadyIngested(Exception):
         self.command_id = command_id
 
 
+@handles(IngestEmail, tickets=lambda p: ())
 async def ingest_email(cmd: IngestEmail, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     if ctx.actor.role is not Role.SYSTEM:

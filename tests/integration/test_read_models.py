@@ -37,7 +37,8 @@ from service.adapters.read_models import reading, ticket_page_statement
 from service.adapters.unit_of_work import SqlUnitOfWork
 from service.domain.errors import DomainError
 from service.domain.values import Actor, Role
-from service.handlers.batch import Incoming, handle_batch
+from service.handlers.bus import handle_batch
+from service.handlers.messages import Incoming
 from service.handlers.queries import answer
 from service.handlers.read_model import PageRequest, TicketFilter
 

@@ -22,7 +22,9 @@ from service.adapters import tables as t
 from service.adapters.relay import RELAY_LOCK_KEY, OutboxRelay
 from service.adapters.unit_of_work import SqlUnitOfWork
 from service.app import _asyncpg_dsn, _publisher
-from service.handlers.batch import Outcome, handle_batch
+from service.adapters.serialization import result_json
+from service.handlers.bus import handle_batch
+from service.handlers.messages import Outcome
 from service.metrics import Metrics
 from tests.support.infra import fresh_topics
 from tests.support.streams import TopicReader
@@ -196,7 +198,7 @@ async def test_publishes_history_in_version_order_and_results_to_both_topics_the
     on_results = reader.json_for(first, topics.COMMAND_RESULTS) + reader.json_for(second, topics.COMMAND_RESULTS)
     assert sorted(r["command_id"] for r in on_results) == sorted(str(m) for m in results)
     for r in on_results:
-        assert r["message_id"] == json.loads(results[uuid.UUID(r["command_id"])].result)["message_id"]
+        assert r["message_id"] == json.loads(result_json(results[uuid.UUID(r["command_id"])].result))["message_id"]
     with_reply_to = {str(o.message_id) for o in outcomes if o.reply_to == reply_topic}
     replied = [r for r in reader.records if r.topic == reply_topic and r.key in (_key(first), _key(second))]
     assert sorted(json.loads(r.value)["command_id"] for r in replied) == sorted(with_reply_to)

@@ -31,8 +31,10 @@ from ticket_contracts import (
 from service.adapters import tables as t
 from service.adapters.unit_of_work import NOTIFY_CHANNEL, SqlUnitOfWork
 from service.app import _asyncpg_dsn
-from service.entrypoints.commands import _handle
-from service.handlers.batch import Incoming, Outcome, handle_batch
+from service.adapters.serialization import result_json
+from service.entrypoints.commands import message_bus
+from service.handlers.bus import handle_batch
+from service.handlers.messages import Outcome
 from service.metrics import Metrics
 from service.settings import load_settings
 from tests.support.waiting import eventually
@@ -102,7 +104,7 @@ async def test_a_batch_commits_tickets_children_history_inbox_and_emails_togethe
         await listener.close()
 
     assert [o.status for o in outcomes] == ["accepted"] * 5
-    results = [parse_result(o.result) for o in outcomes]
+    results = [parse_result(result_json(o.result)) for o in outcomes]
     assert [r.ticket_version for r in results[:4]] == [1, 3, 4, 5]  # the staff reply also opened the ticket
     email_ticket_id = results[4].ticket_id
     assert email_ticket_id not in (None, ticket_id)
@@ -140,7 +142,7 @@ async def test_a_batch_commits_tickets_children_history_inbox_and_emails_togethe
     for command, outcome in zip(commands, outcomes, strict=True):
         row = inbox[command.message_id]
         assert (row.result, row.status, row.command_type, row.reply_to) == (
-            outcome.result, "accepted", command.type, REPLY_TO)
+            result_json(outcome.result), "accepted", command.type, REPLY_TO)
         assert row.result_published_at is None
     assert (email.message_id, email.ticket_id, email.command_id) == (
         "<first@mail.test>", email_ticket_id, commands[4].message_id)
@@ -253,7 +255,7 @@ async def test_concurrent_units_of_work_on_one_ticket_serialize_through_the_row_
     [a], [b] = await asyncio.wait_for(asyncio.gather(first, second), 10)
 
     assert (a.status, b.status) == ("accepted", "accepted")
-    assert (parse_result(a.result).ticket_version, parse_result(b.result).ticket_version) == (2, 3)
+    assert (parse_result(result_json(a.result)).ticket_version, parse_result(result_json(b.result)).ticket_version) == (2, 3)
     assert await versions(engine, ticket_id) == [1, 2, 3]
     ticket = await _ticket(engine, ticket_id)
     assert (ticket["version"], ticket["time_spent_minutes"]) == (3, 30)  # no lost update
@@ -272,14 +274,14 @@ async def test_many_concurrent_commands_on_one_ticket_all_apply_without_gap_or_d
 
     outcomes = [o for batch in batches for o in batch]
     assert [o.status for o in outcomes] == ["accepted"] * n
-    assert sorted(parse_result(o.result).ticket_version for o in outcomes) == list(range(2, n + 2))
+    assert sorted(parse_result(result_json(o.result)).ticket_version for o in outcomes) == list(range(2, n + 2))
     assert await versions(engine, ticket_id) == list(range(1, n + 2))
     ticket = await _ticket(engine, ticket_id)
     assert (ticket["version"], ticket["time_spent_minutes"]) == (n + 1, n * (n + 1) // 2)
 
 
 def _runtime(engine: AsyncEngine) -> SimpleNamespace:
-    """What ``commands._handle`` uses of the Runtime."""
+    """What ``commands.message_bus`` uses of the Runtime."""
     settings = load_settings(retry_initial_backoff_s=0.05, retry_max_backoff_s=0.2)
     return SimpleNamespace(engine=engine, settings=settings, metrics=Metrics())
 
@@ -297,7 +299,7 @@ async def test_two_batches_creating_one_ticket_at_once_make_exactly_one(
     first = asyncio.create_task(handle_batch([incoming(winner)], held))
     await asyncio.wait_for(held.at_commit.wait(), 10)  # the first ticket row is written, not committed
 
-    second = asyncio.create_task(_handle(_runtime(engine), [incoming(loser), incoming(bystander)]))
+    second = asyncio.create_task(message_bus(_runtime(engine)).handle([incoming(loser), incoming(bystander)]))
     await eventually(lambda: lock_waiters(engine), timeout=10, what="the second insert to wait for the first")
     held.release()
     [won], outcomes = await asyncio.wait_for(asyncio.gather(first, second), 20)
@@ -308,7 +310,7 @@ async def test_two_batches_creating_one_ticket_at_once_make_exactly_one(
         assert (lost.status, lost.result) == ("duplicate", won.result)
     else:
         assert (lost.status, lost.reason) == ("rejected", "conflict")
-        assert parse_result(lost.result).reason == "conflict"
+        assert parse_result(result_json(lost.result)).reason == "conflict"
     assert other.status == "accepted"  # the rest of the batch is not lost with it
     assert (await _ticket(engine, ticket_id))["title"] == "First"
     assert await versions(engine, ticket_id) == [1] and await versions(engine, other_id) == [1]
@@ -324,7 +326,7 @@ async def test_a_batch_hitting_a_constraint_falls_back_to_one_by_one(engine: Asy
     reused = AddReply(actor=agent, payload={"ticket_id": ticket_id, "reply_id": reply_id, "body": "again"})
     fine = _log_time(ticket_id, 15)
 
-    outcomes = await _handle(_runtime(engine), [incoming(reused), incoming(fine)])
+    outcomes = await message_bus(_runtime(engine)).handle([incoming(reused), incoming(fine)])
 
     assert [(o.status, o.reason) for o in outcomes] == [("rejected", "conflict"), ("accepted", None)]
     assert await versions(engine, ticket_id) == [1, 2, 3, 4]  # created, reply, auto-open, time — nothing for the reuse
@@ -333,3 +335,29 @@ async def test_a_batch_hitting_a_constraint_falls_back_to_one_by_one(engine: Asy
             t.processed_commands.c.message_id == reused.message_id))).one()
         assert [r.body for r in await conn.execute(select(t.replies))] == ["first"]
     assert (row.status, json.loads(row.result)["reason"]) == ("rejected", "conflict")
+
+
+# ---- locks on tickets that do not exist yet -----------------------------------------------------
+async def test_a_zombie_create_committing_during_the_new_owners_batch_is_seen_by_it(engine: AsyncEngine) -> None:
+    """After a rebalance the old owner (a zombie) still handles a ``ticket.create`` while the new
+    owner handles the same records plus the next command on that ticket. The new owner must wait
+    for the zombie's lock on the not-yet-existing ticket id, then see both the create (duplicate)
+    and the ticket — never reject the next command as ``not_found``."""
+    ticket_id = new_id()
+    create = CreateTicket(actor=customer(), payload={"ticket_id": ticket_id, "title": "T", "description": "D"})
+    follow_up = _log_time(ticket_id, 5)
+    zombie = HeldUnitOfWork(engine)
+    old_owner = asyncio.create_task(handle_batch([incoming(create)], zombie))
+    await asyncio.wait_for(zombie.at_commit.wait(), 10)  # the create is written, not committed
+
+    new_owner = asyncio.create_task(handle_batch([incoming(create), incoming(follow_up)], SqlUnitOfWork(engine)))
+    await eventually(lambda: lock_waiters(engine), timeout=10, what="the new owner to wait for the ticket id's lock")
+    assert not new_owner.done()
+    zombie.release()
+    [created], (again, logged) = await asyncio.wait_for(asyncio.gather(old_owner, new_owner), 10)
+
+    assert created.status == "accepted"
+    assert (again.status, again.result) == ("duplicate", created.result)
+    assert (logged.status, logged.reason) == ("accepted", None)
+    assert await versions(engine, ticket_id) == [1, 2]
+    assert (await _ticket(engine, ticket_id))["time_spent_minutes"] == 5

@@ -21,7 +21,7 @@ from service.adapters.auth import ActorResolver
 from service.adapters.unit_of_work import SqlUnitOfWork
 from service.adapters.user_directory import apply_user_changes
 from service.entrypoints.decoding import BAD_REPLY_TO, decode_command
-from service.handlers.batch import Incoming
+from service.handlers.messages import Incoming
 from service.migrate import upgrade
 from tests.support.infra import create_database, drop_database
 

@@ -1,11 +1,13 @@
 """An in-memory unit of work for the command side, and builders for seeding it and for commands.
 
-``FakeUnitOfWork`` offers what :func:`service.handlers.batch.handle_batch` and the handlers use
-from :class:`service.adapters.unit_of_work.SqlUnitOfWork`, over dicts. Like the real one it keeps a
-batch's work in memory and writes it only in :meth:`FakeUnitOfWork.commit`; committed tickets are
-stored as rows (via the real row mapping), so no in-memory object of a batch is ever shared with
-the store and a batch that does not commit leaves nothing behind. ``commit`` enforces the unique
-keys the database enforces, and raises :class:`FakeIntegrityError` where PostgreSQL would.
+``FakeUnitOfWork`` implements the one unit-of-work protocol
+(:class:`service.handlers.unit_of_work.UnitOfWork`) over dicts, as the SQL one does over
+PostgreSQL. Like the real one it keeps a batch's work in memory and writes it only in
+:meth:`FakeUnitOfWork.commit`, serialising events and results with the same code; committed
+tickets are stored as rows (via the real row mapping), so no in-memory object of a batch is ever
+shared with the store and a batch that does not commit leaves nothing behind. ``commit`` enforces
+the unique keys the database enforces, and raises :class:`FakeIntegrityError` (a
+:class:`~service.handlers.unit_of_work.ConstraintViolation`) where PostgreSQL would.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from typing import Any
 from ticket_contracts import commands as c
 from ticket_contracts.envelope import Actor as ContractActor
 
+from service.adapters.batch_changes import BatchChanges, Rows
 from service.adapters.rows import ticket_from_row, ticket_to_row
-from service.adapters.batch_changes import BatchChanges
-from service.adapters.unit_of_work import StoredResult
+from service.adapters.serialization import result_from_json, result_json
 from service.domain.ticket import Ticket, format_number
 from service.domain.values import Actor, DirectoryUser, Role, Status
-from service.handlers.batch import Incoming, Outcome, handle_batch
+from service.handlers.bus import MessageBus, handle_batch
+from service.handlers.messages import Incoming, Outcome
+from service.handlers.unit_of_work import ConstraintViolation, StoredResult
 
 
-class FakeIntegrityError(Exception):
+class FakeIntegrityError(ConstraintViolation):
     """A unique key the database would have refused; nothing of the batch is written."""
 
 
@@ -77,7 +81,8 @@ class FakeUnitOfWork(BatchChanges):
 
     async def processed(self, message_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, StoredResult]:
         self._check_open()
-        return {i: StoredResult(r["result"], r["reply_to"]) for i in message_ids if (r := self.inbox.get(i))}
+        return {i: StoredResult(result_from_json(r["result"]), r["reply_to"], r.get("fingerprint"))
+                for i in message_ids if (r := self.inbox.get(i))}
 
     async def result_of(self, command_id: uuid.UUID) -> StoredResult | None:
         return (await self.processed([command_id])).get(command_id)
@@ -104,40 +109,36 @@ class FakeUnitOfWork(BatchChanges):
         self._check_open()
         self._numbers.extend(next(self._sequence) for _ in range(max(count, 0)))
 
-    async def commit(self, touched: Iterable[Ticket]) -> None:
+    async def commit(self) -> None:
         """Check every unique key first, then write everything: all or nothing."""
         self._check_open()
-        rows, replies, entries = {}, [], []
-        for ticket in touched:
-            new_replies, new_entries = ticket.take_children()
-            replies += new_replies
-            entries += new_entries
-            rows[ticket.id] = _row(ticket)
-        self._check_unique(rows, replies, entries)
+        changes = self.rows()
+        rows = {ticket.id: _row(ticket) for ticket in changes.new_tickets + changes.changed_tickets}
+        self._check_unique(rows, changes)
         self.tickets.update(rows)
-        self.replies.update((r.id, r) for r in replies)
-        self.time_entries.update((e.id, e) for e in entries)
-        self.events.extend(self._events)
-        self.inbox.update((row["message_id"], row) for row in self._inbox)
-        self.emails.update(self._emails)
+        self.replies.update((r.id, r) for r in changes.replies)
+        self.time_entries.update((e.id, e) for e in changes.time_entries)
+        self.events.extend(changes.events)
+        self.inbox.update((row["message_id"], row) for row in changes.inbox)
+        self.emails.update((row["message_id"], row) for row in changes.emails)
         self.commits += 1
         self._reset()
 
-    def _check_unique(self, rows: dict[uuid.UUID, dict[str, Any]], replies: list[Any], entries: list[Any]) -> None:
-        for ticket_id, row in rows.items():
+    def _check_unique(self, rows: dict[uuid.UUID, dict[str, Any]], changes: Rows) -> None:
+        for ticket_id in rows:
             if (ticket_id in self._new) == (ticket_id in self.tickets):
                 raise FakeIntegrityError(f"ticket {ticket_id}: insert of an existing / update of a missing row")
         numbers = [r["number"] for r in rows.values()]
         numbers += [r["number"] for i, r in self.tickets.items() if i not in rows]
-        versions = [(e["ticket_id"], e["ticket_version"]) for e in self.events + self._events]
+        events = self.events + changes.events
         checks = {
             "ticket number": numbers,
-            "reply id": [*self.replies, *(r.id for r in replies)],
-            "time entry id": [*self.time_entries, *(e.id for e in entries)],
-            "event id": [e["event_id"] for e in self.events + self._events],
-            "(ticket_id, ticket_version)": versions,
-            "inbox message_id": [*self.inbox, *(r["message_id"] for r in self._inbox)],
-            "email Message-ID": [*self.emails, *self._emails],
+            "reply id": [*self.replies, *(r.id for r in changes.replies)],
+            "time entry id": [*self.time_entries, *(e.id for e in changes.time_entries)],
+            "event id": [e["event_id"] for e in events],
+            "(ticket_id, ticket_version)": [(e["ticket_id"], e["ticket_version"]) for e in events],
+            "inbox message_id": [*self.inbox, *(r["message_id"] for r in changes.inbox)],
+            "email Message-ID": [*self.emails, *(r["message_id"] for r in changes.emails)],
         }
         for what, keys in checks.items():
             if len(keys) != len(set(keys)):
@@ -282,12 +283,22 @@ def redact(actor: ContractActor, ticket_id: uuid.UUID, **extra: Any) -> Incoming
 
 
 async def run(uow: FakeUnitOfWork, *items: Incoming) -> list[Outcome]:
-    """One batch through the real batch handler."""
-    return await handle_batch(list(items), uow)  # type: ignore[arg-type]
+    """One batch through the real batch handler, in one unit of work (raises if it cannot commit)."""
+    return await handle_batch(list(items), uow)
+
+
+async def run_bus(uow: FakeUnitOfWork, *items: Incoming) -> list[Outcome]:
+    """One batch through the whole bus policy (fallbacks included)."""
+    return await MessageBus(lambda: uow).handle(list(items))
+
+
+def result_dict(outcome: Outcome) -> dict[str, Any]:
+    """The outcome's result as it is published."""
+    assert outcome.result is not None, f"the command failed unexpectedly: {outcome.error!r}"
+    return json.loads(result_json(outcome.result))
 
 
 async def run_one(uow: FakeUnitOfWork, item: Incoming) -> dict[str, Any]:
     """One command in its own batch; its result JSON as a dict."""
     [outcome] = await run(uow, item)
-    assert outcome.result is not None, f"the command failed unexpectedly: {outcome.error!r}"
-    return json.loads(outcome.result)
+    return result_dict(outcome)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable
@@ -14,8 +15,9 @@ from ticket_contracts.commands import IngestEmail
 from service.adapters.auth import ActorResolver
 from service.domain.values import Role, Status
 from service.entrypoints.decoding import decode_command
-from service.handlers import batch
-from service.handlers.batch import Incoming
+from service.adapters.serialization import result_json
+from service.handlers import bus
+from service.handlers.messages import Incoming
 
 from .fakes import (
     FakeIntegrityError,
@@ -40,7 +42,7 @@ from .fakes import (
 
 
 def result(outcome: Any) -> dict[str, Any]:
-    return json.loads(outcome.result)
+    return json.loads(result_json(outcome.result))
 
 
 # ---- idempotency ---------------------------------------------------------------------------
@@ -95,7 +97,8 @@ async def test_a_rejection_in_the_middle_does_not_undo_the_others() -> None:
 
 def crash_after(monkeypatch: pytest.MonkeyPatch, doomed: Incoming) -> None:
     """Make the handler of ``doomed`` raise after it has done its work (on that command only)."""
-    real = batch._HANDLERS[doomed.command_type]
+    registration = bus.REGISTRY[doomed.command_type]
+    real = registration.handler
 
     async def crashing(cmd: Any, ctx: Any, uow: Any) -> Any:
         ticket = await real(cmd, ctx, uow)
@@ -103,7 +106,7 @@ def crash_after(monkeypatch: pytest.MonkeyPatch, doomed: Incoming) -> None:
             raise RuntimeError("a bug")
         return ticket
 
-    monkeypatch.setitem(batch._HANDLERS, doomed.command_type, crashing)
+    monkeypatch.setitem(bus.REGISTRY, doomed.command_type, dataclasses.replace(registration, handler=crashing))
 
 
 def mail_about(ticket: Any) -> Incoming:
@@ -218,13 +221,14 @@ async def test_a_crash_on_a_ticket_first_touched_by_it_is_undone(monkeypatch: py
 
 async def test_a_crashing_create_leaves_no_ticket(monkeypatch: pytest.MonkeyPatch) -> None:
     uow = FakeUnitOfWork()
-    real = batch._HANDLERS["ticket.create"]
+    registration = bus.REGISTRY["ticket.create"]
+    real = registration.handler
 
     async def crashing(cmd: Any, ctx: Any, uow_: Any) -> Any:
         await real(cmd, ctx, uow_)
         raise RuntimeError("a bug")
 
-    monkeypatch.setitem(batch._HANDLERS, "ticket.create", crashing)
+    monkeypatch.setitem(bus.REGISTRY, "ticket.create", dataclasses.replace(registration, handler=crashing))
     doomed = create(customer())
     outcome, follow_up = await run(uow, doomed, reply(agent(), doomed.ticket_id))  # type: ignore[arg-type]
     assert (outcome.status, follow_up.reason) == ("failed", "not_found")  # gone within the batch, too

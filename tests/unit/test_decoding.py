@@ -11,7 +11,7 @@ from ticket_contracts import Actor, CreateTicket, new_id, topics
 
 from service.adapters.auth import ActorResolver
 from service.entrypoints.decoding import BAD_REPLY_TO, NUL_MESSAGE, DeadLetter, decode_command
-from service.handlers.batch import Incoming
+from service.handlers.messages import Incoming
 
 RESOLVER = ActorResolver("trust")
 

@@ -18,7 +18,8 @@ from ticket_contracts import parse_event, parse_result
 from ticket_contracts.results import CommandResult
 
 from service.domain.values import Role
-from service.handlers.batch import Incoming
+from service.adapters.serialization import result_json
+from service.handlers.messages import Incoming
 
 from .fakes import (
     FakeUnitOfWork,
@@ -152,14 +153,14 @@ async def test_every_result_is_a_valid_contract_result(played: tuple[FakeUnitOfW
     bodies = uow.event_bodies(TICKET)
     event_ids = iter(b["event_id"] for b in bodies)
     for (name, command, rows), outcome in zip(SCENARIO, outcomes, strict=True):
-        result = parse_result(outcome.result)
-        assert set(json.loads(outcome.result)) == set(CommandResult.model_fields)
+        result = parse_result(result_json(outcome.result))
+        assert set(json.loads(result_json(outcome.result))) == set(CommandResult.model_fields)
         assert (result.status, result.command_id, result.causation_id) == (
             "accepted", command.message_id, command.message_id), name
         assert (result.command_type, result.ticket_id, result.actor.user_id) == (  # type: ignore[union-attr]
             command.command_type, TICKET, command.actor.user_id), name  # type: ignore[union-attr]
         assert [str(i) for i in result.event_ids] == [next(event_ids) for _ in rows], name
-        assert uow.result(command.message_id) == json.loads(outcome.result)
+        assert uow.result(command.message_id) == json.loads(result_json(outcome.result))
 
 
 async def test_rejections_are_valid_contract_results() -> None:
@@ -168,7 +169,7 @@ async def test_rejections_are_valid_contract_results() -> None:
                                    invalid="payload: an update must name at least one field")
     outcomes = await run(uow, log_time(customer(), uuid.uuid4()), change_status(agent(), TICKET, "new"),
                          undecodable_payload)
-    results = [parse_result(o.result) for o in outcomes]
+    results = [parse_result(result_json(o.result)) for o in outcomes]
     assert [(r.status, r.reason) for r in results] == [
         ("rejected", "not_found"), ("rejected", "not_found"), ("rejected", "validation_error")]
     assert all(r.message and r.event_ids == [] and r.ticket_version is None for r in results)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from service.adapters.serialization import result_json
 from service.domain.values import Role, Status
 
 from .fakes import (
@@ -43,7 +44,7 @@ def events(uow: FakeUnitOfWork, ticket_id: uuid.UUID, type_: str | None = None) 
 
 
 def json_of(outcome: Any) -> dict[str, Any]:
-    return json.loads(outcome.result)
+    return json.loads(result_json(outcome.result))
 
 
 async def new_ticket(uow: FakeUnitOfWork, **payload: Any) -> uuid.UUID:
