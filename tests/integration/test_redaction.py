@@ -10,7 +10,6 @@ marker) are still there, so the grep does find what is present.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -27,8 +26,9 @@ from service.adapters import tables
 from service.adapters.erasure import mark_sent, plan_erasure
 from service.domain.redaction import MARKER
 from service.domain.values import Actor, Role
-from service.handlers.batch import Incoming, handle_batch
 from service.adapters.unit_of_work import SqlUnitOfWork
+from service.handlers.bus import handle_batch
+from service.handlers.messages import Incoming
 from tests.integration.test_read_models import add_staff, ask, contract_actor, create, query, run
 
 
@@ -56,7 +56,8 @@ async def results_of(engine: AsyncEngine, actor: Actor, *commands: c.CommandBase
     items = [Incoming(cmd.message_id, cmd.type, cmd.message_id, None, actor, getattr(cmd.payload, "ticket_id", None),
                       cmd) for cmd in commands]
     outcomes = await handle_batch(items, SqlUnitOfWork(engine))
-    return [json.loads(o.result) for o in outcomes if o.result]
+    return [{"status": o.result.status, "reason": o.result.reason, "ticket_id": str(o.result.ticket_id),
+             "ticket_version": o.result.ticket_version} for o in outcomes if o.result]
 
 
 async def grep(engine: AsyncEngine, *needles: str) -> dict[str, list[str]]:
