@@ -116,6 +116,14 @@ class RestoreTicketPayload(TicketPayload):
     pass
 
 
+class MergeTicketPayload(TicketPayload):
+    """Merge the ticket ``ticket_id`` (the source, closed by the merge) into ``into_ticket_id``
+    (the target, which lives on). ``expected_version`` is the source's."""
+
+    into_ticket_id: uuid.UUID = Field(description="The ticket that absorbs the source; same customer, not closed.")
+    reason: Reason | None = None
+
+
 class RedactTicketPayload(TicketPayload):
     """Erase the words of a ticket (admins and ``system`` actors; closed and deleted tickets too)."""
 
@@ -190,6 +198,13 @@ class RestoreTicket(CommandBase):
     payload: RestoreTicketPayload
 
 
+class MergeTicket(CommandBase):
+    """Keyed by the source ticket id."""
+
+    type: Literal["ticket.merge"] = "ticket.merge"
+    payload: MergeTicketPayload
+
+
 class RedactTicket(CommandBase):
     type: Literal["ticket.redact"] = "ticket.redact"
     payload: RedactTicketPayload
@@ -211,6 +226,7 @@ Command = Annotated[
         DeleteTicket,
         RestoreTicket,
         IngestEmail,
+        MergeTicket,
         RedactTicket,
     ],
     Field(discriminator="type"),

@@ -17,3 +17,5 @@ class ReasonCode(StrEnum):
     UNKNOWN_SENDER = "unknown_sender"
     #: An email ingest refused because the mail was auto-submitted (SPEC §8 loop protection).
     AUTO_SUBMITTED = "auto_submitted"
+    #: A merge of a ticket into itself or into another customer's ticket.
+    INVALID_MERGE = "invalid_merge"

@@ -83,6 +83,21 @@ class RestoredPayload(EventPayload):
     pass
 
 
+class MergedPayload(EventPayload):
+    """On the source: it was merged into ``into_ticket_id`` (an automatic close follows)."""
+
+    into_ticket_id: uuid.UUID
+    into_number: str
+    reason: str | None = None
+
+
+class MergeReceivedPayload(EventPayload):
+    """On the target: the ticket ``from_ticket_id`` was merged into it."""
+
+    from_ticket_id: uuid.UUID
+    from_number: str
+
+
 class RedactedPayload(EventPayload):
     """No content: downstream copies of the words must go (see docs/operations.md)."""
 
@@ -130,6 +145,16 @@ class TicketRestored(EventBase):
     payload: RestoredPayload
 
 
+class TicketMerged(EventBase):
+    type: Literal["ticket.merged"] = "ticket.merged"
+    payload: MergedPayload
+
+
+class TicketMergeReceived(EventBase):
+    type: Literal["ticket.merge_received"] = "ticket.merge_received"
+    payload: MergeReceivedPayload
+
+
 class TicketRedacted(EventBase):
     type: Literal["ticket.redacted"] = "ticket.redacted"
     payload: RedactedPayload
@@ -145,6 +170,8 @@ Event = Annotated[
         TicketTimeLogged,
         TicketDeleted,
         TicketRestored,
+        TicketMerged,
+        TicketMergeReceived,
         TicketRedacted,
     ],
     Field(discriminator="type"),

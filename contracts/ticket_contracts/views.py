@@ -56,6 +56,10 @@ class TicketView(View):
     closed_at: datetime | None
     deleted_at: datetime | None
     follow_up_of: uuid.UUID | None
+    #: The ticket this one was merged into (it is closed), or null.
+    merged_into: uuid.UUID | None = None
+    #: The tickets merged into this one, oldest merge first.
+    merged_from: list[uuid.UUID] = []
     #: Staff only; always null in answers to customers.
     time_spent_minutes: int | None
 

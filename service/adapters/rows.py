@@ -13,7 +13,7 @@ TICKET_COLUMNS = (
     "id", "number", "customer_id", "created_by", "title", "description", "status", "status_reason",
     "priority", "category_id", "channel", "tags", "assignee_id", "version", "created_at", "updated_at",
     "status_changed_at", "first_response_at", "resolved_at", "closed_at", "deleted_at", "follow_up_of",
-    "time_spent_minutes", "email_message_id",
+    "time_spent_minutes", "email_message_id", "merged_into", "merged_from",
 )
 
 
@@ -22,6 +22,7 @@ def ticket_from_row(row: Any) -> Ticket:
     values = {c: m[c] for c in TICKET_COLUMNS}
     values["status"] = Status(values["status"])
     values["tags"] = list(values["tags"] or ())
+    values["merged_from"] = list(values["merged_from"] or ())
     return Ticket(**values)
 
 

@@ -67,6 +67,9 @@ tickets = Table(
     Column("follow_up_of", UUID(as_uuid=True)),
     Column("time_spent_minutes", Integer, nullable=False, server_default=text("0")),
     Column("email_message_id", Text),
+    #: Merges (migration b7d1e5a0c3f2): the target this ticket was merged into; those merged into it.
+    Column("merged_into", UUID(as_uuid=True)),
+    Column("merged_from", ARRAY(UUID(as_uuid=True)), nullable=False, server_default=text("'{}'")),
 )
 
 # Query-side indexes (SPEC §9; migration a2fdac6c3948). Sort keys end in ``id`` for keyset paging;

@@ -51,6 +51,10 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class InvalidMerge(DomainError):
+    code = "invalid_merge"
+
+
 class UnknownSender(DomainError):
     code = "unknown_sender"
 

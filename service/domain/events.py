@@ -19,6 +19,8 @@ REPLY_ADDED = "ticket.reply_added"
 TIME_LOGGED = "ticket.time_logged"
 TICKET_DELETED = "ticket.deleted"
 TICKET_RESTORED = "ticket.restored"
+TICKET_MERGED = "ticket.merged"
+MERGE_RECEIVED = "ticket.merge_received"
 TICKET_REDACTED = "ticket.redacted"
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from . import events as ev
-from .errors import Conflict, InvalidAssignee, InvalidTransition
+from .errors import Conflict, InvalidAssignee, InvalidMerge, InvalidTransition, TicketClosed
 from .policy import check_admin, check_not_system, check_redactor, check_reply, check_staff, check_update_fields
 from .redaction import MARKER, Redaction
 from .status import check_not_closed, check_transition, is_reopening
@@ -76,6 +76,8 @@ class Ticket:
     follow_up_of: uuid.UUID | None = None
     time_spent_minutes: int = 0
     email_message_id: str | None = None
+    merged_into: uuid.UUID | None = None
+    merged_from: list[uuid.UUID] = field(default_factory=list)
     pending: list[ev.DomainEvent] = field(default_factory=list, repr=False)
     new_replies: list[Reply] = field(default_factory=list, repr=False)
     new_time_entries: list[TimeEntry] = field(default_factory=list, repr=False)
@@ -134,6 +136,7 @@ class Ticket:
         self, actor: Actor, target: Status, reason: str | None, now: datetime, expected_version: int | None
     ) -> None:
         check_not_system(actor, "change a ticket's status")
+        self._check_not_closed()
         check_transition(actor, self.status, target, reason)
         self._check_version(expected_version)
         self._move(target, reason, now, automatic=False)
@@ -192,6 +195,26 @@ class Ticket:
         self.deleted_at = None
         self._record(ev.TICKET_RESTORED, now, {})
 
+    def merge_into(self, actor: Actor, target: Ticket, reason: str | None, now: datetime,
+                   expected_version: int | None) -> None:
+        """Close this ticket as merged into ``target``, which records that it received it. Both
+        are visible to ``actor`` (the caller checked); staff only; neither may be closed."""
+        check_staff(actor, "merge tickets")
+        self._check_not_closed()
+        target._check_not_closed()
+        self._check_version(expected_version)
+        if target.id == self.id:
+            raise InvalidMerge("a ticket cannot be merged into itself")
+        if target.customer_id != self.customer_id:
+            raise InvalidMerge("tickets can only be merged within one customer")
+        self.merged_into = target.id
+        self._record(ev.TICKET_MERGED, now, {"into_ticket_id": target.id, "into_number": target.number,
+                                             "reason": reason})
+        self._move(Status.CLOSED, f"merged into {target.number}", now, automatic=True)
+        target.merged_from = [*target.merged_from, self.id]
+        target._record(ev.MERGE_RECEIVED, now, {"from_ticket_id": self.id, "from_number": self.number})
+
+
     def redact(self, actor: Actor, author_id: uuid.UUID | None, now: datetime, expected_version: int | None) -> None:
         """Erase the ticket's words (or only ``author_id``'s); closed and deleted tickets too.
 
@@ -234,8 +257,13 @@ class Ticket:
         })
 
     def _check_mutable(self, expected_version: int | None) -> None:
-        check_not_closed(self.status)
+        self._check_not_closed()
         self._check_version(expected_version)
+
+    def _check_not_closed(self) -> None:
+        if self.merged_into is not None and self.status is Status.CLOSED:
+            raise TicketClosed(f"the ticket is closed: it was merged into ticket {self.merged_into}")
+        check_not_closed(self.status)
 
     def _check_version(self, expected_version: int | None) -> None:
         if expected_version is not None and expected_version != self.version:
@@ -270,6 +298,7 @@ class Ticket:
         """An independent copy, to roll back in memory if a handler fails unexpectedly."""
         clone = dataclasses.replace(self)
         clone.tags = list(self.tags)
+        clone.merged_from = list(self.merged_from)
         clone.pending, clone.new_replies = list(self.pending), list(self.new_replies)
         clone.new_time_entries = list(self.new_time_entries)
         clone.redactions = list(self.redactions)

@@ -13,7 +13,7 @@ from typing import Any
 from ticket_contracts import commands as c
 
 from service.domain.errors import Conflict
-from service.domain.policy import check_visible, customer_for_new_ticket
+from service.domain.policy import check_staff, check_visible, customer_for_new_ticket
 from service.domain.ticket import Ticket, format_number
 from service.domain.values import Role, Status
 
@@ -99,6 +99,16 @@ async def restore_ticket(cmd: c.RestoreTicket, ctx: CommandContext, uow: UnitOfW
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id), allow_deleted=True)
     ticket.restore(ctx.actor, ctx.now, p.expected_version)
     return ticket
+
+
+@handles(c.MergeTicket, tickets=lambda p: (p.ticket_id, p.into_ticket_id))
+async def merge_ticket(cmd: c.MergeTicket, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
+    p = cmd.payload
+    source = check_visible(ctx.actor, await uow.load(p.ticket_id))
+    check_staff(ctx.actor, "merge tickets")
+    target = check_visible(ctx.actor, await uow.load(p.into_ticket_id))
+    source.merge_into(ctx.actor, target, p.reason, ctx.now, p.expected_version)
+    return source
 
 
 @handles(c.RedactTicket)

@@ -7,7 +7,9 @@ active customer in the directory replica. Threading then tries the Message-IDs i
 ``In-Reply-To`` and ``References`` (newest first), then ticket tags in the subject, and takes
 the first ticket that belongs to the sender's customer and is not deleted. A match becomes a
 public customer reply (reopening a pending or resolved ticket); a closed match opens a
-follow-up ticket; no match opens a new ticket. Ids derive from the Message-ID. The events
+follow-up ticket; no match opens a new ticket. A match that was merged into another ticket is
+replaced by its target (following a chain of merges), so such mail is a reply there, never a
+follow-up of the merged ticket. Ids derive from the Message-ID. The events
 name the sender as their actor. See docs/email-ingest.md.
 """
 
@@ -70,10 +72,25 @@ async def _sender(address: str, uow: UnitOfWork) -> DirectoryUser:
 async def _thread(cmd: IngestEmail, sender: Actor, uow: UnitOfWork) -> Ticket | None:
     """The first threading candidate the sender may reply to; a stranger's ticket never matches."""
     async for ticket_id in _candidates(cmd, uow):
-        ticket = await uow.load(ticket_id)
+        ticket = await _surviving(await uow.load(ticket_id), uow)
         if ticket is not None and ticket.customer_id == sender.customer_id and ticket.deleted_at is None:
             return ticket
     return None
+
+
+#: Longer chains of merges than this are not followed (a guard; merges never form a cycle).
+MAX_MERGE_CHAIN = 100
+
+
+async def _surviving(ticket: Ticket | None, uow: UnitOfWork) -> Ticket | None:
+    """The ticket a merged ticket lives on as: its target, following a chain of merges."""
+    seen: set[uuid.UUID] = set()
+    while ticket is not None and ticket.merged_into is not None and len(seen) < MAX_MERGE_CHAIN:
+        seen.add(ticket.id)
+        if ticket.merged_into in seen:
+            return None
+        ticket = await uow.load(ticket.merged_into)
+    return ticket
 
 
 async def _candidates(cmd: IngestEmail, uow: UnitOfWork) -> AsyncIterator[uuid.UUID]:

@@ -83,9 +83,12 @@ def _dlq_list(args: argparse.Namespace) -> None:
     settings = load_settings()
     wanted = [dlq.resolve_topic(t) for t in args.topic] if args.topic else list(topics.DLQ_TOPICS)
     summaries = _run(dlq.summarise(settings, wanted))
-    if args.json:
+    if args.json:  # one line per topic and error class; an empty topic is one line with count 0
         for s in summaries:
             print(json.dumps(s.as_json()))
+        for t in wanted:
+            if not any(s.topic == t for s in summaries):
+                print(json.dumps(dlq.Summary(t, None).as_json()))
         return
     rows = [(s.topic, s.error_class, str(s.count), _when(s.oldest), _when(s.newest)) for s in summaries]
     rows += [(t, "-", "0", "-", "-") for t in wanted if not any(s.topic == t for s in summaries)]

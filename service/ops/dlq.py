@@ -149,7 +149,7 @@ async def letters(settings: Settings, dlq_topic: str, selection: Selection = Sel
 @dataclass
 class Summary:
     topic: str
-    error_class: str
+    error_class: str | None
     count: int = 0
     oldest: datetime | None = None
     newest: datetime | None = None

@@ -82,9 +82,12 @@ async def test_a_poison_command_is_listed_shown_exported_and_replayed_after_the_
     error_class = dict(letter.headers)[topics.DLQ_HEADER_ERROR_CLASS].decode()
 
     listed = [json.loads(line) for line in (await ok("dlq", "list", "commands", "--json", **cli)).splitlines()]
+    assert {row["topic"] for row in listed} == {COMMANDS_DLQ}
     mine = [row for row in listed if row["error_class"] == error_class]
     assert len(mine) == 1 and mine[0]["topic"] == COMMANDS_DLQ and mine[0]["count"] >= 1
     assert mine[0]["oldest"] <= mine[0]["newest"]
+    everywhere = [json.loads(line) for line in (await ok("dlq", "list", "--json", **cli)).splitlines()]
+    assert {row["topic"] for row in everywhere} == set(topics.DLQ_TOPICS), "every DLQ, empty ones with count 0"
     table = await ok("dlq", "list", **cli)
     assert error_class in table and topics.dlq(topics.QUERIES) in table
 

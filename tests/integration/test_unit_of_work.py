@@ -22,6 +22,7 @@ from ticket_contracts import (
     CreateTicket,
     IngestEmail,
     LogTime,
+    MergeTicket,
     UpdateTicket,
     new_id,
     parse_event,
@@ -361,3 +362,54 @@ async def test_a_zombie_create_committing_during_the_new_owners_batch_is_seen_by
     assert (logged.status, logged.reason) == ("accepted", None)
     assert await versions(engine, ticket_id) == [1, 2]
     assert (await _ticket(engine, ticket_id))["time_spent_minutes"] == 5
+
+
+# ---- ticket.merge: two tickets in one command ---------------------------------------------------
+def _merge(source: uuid.UUID, target: uuid.UUID) -> MergeTicket:
+    return MergeTicket(actor=staff(), payload={"ticket_id": source, "into_ticket_id": target})
+
+
+async def test_a_two_ticket_command_keeps_both_changes(engine: AsyncEngine) -> None:
+    owner = customer()
+    source, target = new_id(), new_id()
+    await _create(engine, source, owner)
+    await _create(engine, target, owner)
+
+    [merged] = await handle_batch([incoming(_merge(source, target))], SqlUnitOfWork(engine))
+
+    assert merged.status == "accepted"
+    assert await versions(engine, source) == [1, 2, 3] and await versions(engine, target) == [1, 2]
+    after_source, after_target = await _ticket(engine, source), await _ticket(engine, target)
+    assert (after_source["status"], after_source["merged_into"], after_source["version"]) == ("closed", target, 3)
+    assert (after_target["merged_from"], after_target["version"]) == ([source], 2)
+    assert len(parse_result(result_json(merged.result)).event_ids) == 3
+
+
+async def test_a_merge_and_the_targets_own_commands_on_another_instance_serialize(engine: AsyncEngine) -> None:
+    """The target's commands arrive on another partition (keyed by the target), handled by another
+    instance while the merge runs: the target's lock orders them, versions stay gapless and the
+    history (publication order, ``seq``) follows the versions."""
+    owner = customer()
+    source, target = new_id(), new_id()
+    await _create(engine, source, owner)
+    await _create(engine, target, owner)
+    merging = HeldUnitOfWork(engine)
+    merge = asyncio.create_task(handle_batch([incoming(_merge(source, target))], merging))
+    await asyncio.wait_for(merging.at_commit.wait(), 10)  # both tickets locked and written, not committed
+
+    others = [asyncio.create_task(handle_batch([incoming(_log_time(target, m))], SqlUnitOfWork(engine)))
+              for m in (1, 2, 3)]
+    await eventually(lambda: _at_least(engine, 3), timeout=10, what="the target's commands to wait for its lock")
+    assert not any(task.done() for task in others)
+    merging.release()
+    [merged] = await asyncio.wait_for(merge, 10)
+    logged = [o for task in others for o in await asyncio.wait_for(task, 10)]
+
+    assert merged.status == "accepted" and [o.status for o in logged] == ["accepted"] * 3
+    assert await versions(engine, target) == [1, 2, 3, 4, 5]  # received the merge (2), then 3 entries
+    assert await versions(engine, source) == [1, 2, 3]
+    assert (await _ticket(engine, target))["time_spent_minutes"] == 6
+
+
+async def _at_least(engine: AsyncEngine, n: int) -> bool:
+    return await lock_waiters(engine) >= n

@@ -36,6 +36,7 @@ VALID = {
     "ticket.redact": ({"ticket_id": TICKET, "author_id": TICKET}, c.RedactTicket),
     "ticket.ingest_email": ({"email_message_id": "<a@b>", "from_address": "a@b.example", "body": "hi",
                              "received_at": "2026-01-01T00:00:00Z"}, c.IngestEmail),
+    "ticket.merge": ({"ticket_id": TICKET, "into_ticket_id": str(uuid.uuid4())}, c.MergeTicket),
 }
 
 
@@ -153,7 +154,7 @@ def test_json_schemas_cover_every_message_kind() -> None:
     text = json.dumps(schemas)
     command_types = set(VALID)
     event_types = {f"ticket.{t}" for t in ("created", "updated", "status_changed", "assigned", "reply_added",
-                                           "time_logged", "deleted", "restored", "redacted")}
+                                           "time_logged", "deleted", "restored", "merged", "merge_received", "redacted")}
     query_types = {f"ticket.{t}" for t in ("get", "list", "my", "search", "thread", "history", "time_entries")}
     for name, types in (("command", command_types), ("event", event_types), ("query", query_types)):
         mapping = schemas[name]["discriminator"]["mapping"]

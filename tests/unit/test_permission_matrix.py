@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from ticket_contracts.commands import MergeTicket
 from ticket_contracts.envelope import Actor as ContractActor
 
 from service.domain.values import Role, Status
@@ -31,6 +32,7 @@ from .fakes import (
     create,
     customer,
     delete,
+    incoming,
     log_time,
     redact,
     reply,
@@ -66,6 +68,7 @@ WHO_MAY = {
     "log-time": STAFF,
     "delete": ADMIN_ONLY,
     "restore": ADMIN_ONLY,
+    "merge": STAFF,                  # into an open ticket of the same customer
     "redact": {Role.ADMIN, Role.SYSTEM},         # closed and deleted tickets too
     "redact-author": {Role.ADMIN, Role.SYSTEM},  # only one user's words
 }
@@ -73,7 +76,7 @@ WHO_MAY = {
 ON_DELETED = {"restore": {ADMIN}, "redact": {ADMIN, SYSTEM}, "redact-author": {ADMIN, SYSTEM}}
 #: SPEC §5: closed is final — no replies, edits, status changes, assignment or time entries.
 BLOCKED_WHEN_CLOSED = {"update-title", "update-priority", "change-status", "assign", "reply-public",
-                       "reply-internal", "log-time"}
+                       "reply-internal", "log-time", "merge"}
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def expected(actor: str, command: str, state: State) -> str:
 
 
 def command_for(command: str, sender: ContractActor, ticket_id: uuid.UUID, status: Status | None,
-                assignee: uuid.UUID) -> object:
+                assignee: uuid.UUID, other: uuid.UUID) -> object:
     customer_target = ("open", "changed my mind") if status is Status.RESOLVED else ("resolved", None)
     staff_target = ("in_progress", None) if status is Status.ON_HOLD else ("on_hold", "waiting for the vendor")
     builders = {
@@ -121,6 +124,7 @@ def command_for(command: str, sender: ContractActor, ticket_id: uuid.UUID, statu
         "log-time": lambda: log_time(sender, ticket_id, minutes=30),
         "delete": lambda: delete(sender, ticket_id, reason="duplicate"),
         "restore": lambda: restore(sender, ticket_id),
+        "merge": lambda: incoming(MergeTicket(actor=sender, payload={"ticket_id": ticket_id, "into_ticket_id": other})),
         "redact": lambda: redact(sender, ticket_id),
         "redact-author": lambda: redact(sender, ticket_id, author_id=uuid.uuid4()),
     }
@@ -137,13 +141,14 @@ CASES = [
 async def test_command_on_existing_ticket(actor: str, command: str, state: State) -> None:
     uow = FakeUnitOfWork()
     assignee = seed_user(uow, Role.AGENT).user_id
+    other = seed_ticket(uow, Status.OPEN).id  # a merge's target: the same customer's open ticket
     if state.status is None:
         ticket_id, before = uuid.uuid4(), None
     else:
         ticket = seed_ticket(uow, state.status, deleted=state.deleted, version=3)
         ticket_id, before = ticket.id, dict(uow.tickets[ticket.id])
 
-    result = await run_one(uow, command_for(command, ACTORS[actor](), ticket_id, state.status, assignee))
+    result = await run_one(uow, command_for(command, ACTORS[actor](), ticket_id, state.status, assignee, other))
 
     want = expected(actor, command, state)
     if want == ACCEPTED:
