@@ -90,7 +90,7 @@ async def plan_erasure(engine: AsyncEngine, user_id: uuid.UUID, message_id: uuid
         params = {"u": user_id}
         row = (await conn.execute(_LOCK, params)).first()
         new = row is None
-        if new:
+        if row is None:
             user = (await conn.execute(_USER, params)).first()
             customer = user.customer_id if whole_customer and user is not None and user.role == "customer" else None
             await conn.execute(_RECORD, {**params, "m": message_id, "at": occurred_at})

@@ -40,7 +40,7 @@ async def erase(rt: Runtime, event: UserErased) -> ErasurePlan:
     log.info("erasing a user", user_id=str(user_id), tickets_whole=plan.tickets_whole,
              tickets_authored=plan.tickets_authored, unsent=len(plan.unsent))
     await _progress(rt, plan, plan.commands_sent, done=not plan.unsent)
-    actor = Actor(user_id=s.erasure_actor_id, role="system")  # type: ignore[arg-type]
+    actor = Actor(user_id=s.erasure_actor_id, role="system")
     sent = plan.commands_sent
     for start in range(0, len(plan.unsent), CHUNK):
         chunk = plan.unsent[start:start + CHUNK]

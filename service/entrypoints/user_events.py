@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from faststream.kafka import KafkaRouter
@@ -64,7 +65,7 @@ def user_events_router(rt: Runtime) -> KafkaRouter:
         await retry_transient(apply, what="user events", initial=s.retry_initial_backoff_s,
                               maximum=s.retry_max_backoff_s)
         for erasure in erasures:  # in order; each resumable (see entrypoints/erasure.py)
-            await retry_transient(lambda erasure=erasure: erase(rt, erasure), what="user erasure",
+            await retry_transient(functools.partial(erase, rt, erasure), what="user erasure",
                                   initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s)
         await retry_transient(lambda: dead_letters.send_many(dead), what="dlq",
                               initial=s.retry_initial_backoff_s, maximum=s.retry_max_backoff_s)

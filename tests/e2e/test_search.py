@@ -79,7 +79,7 @@ async def test_search_pages_and_snippets_over_kafka(client: TicketClient) -> Non
 
 @pytest.mark.parametrize("payload", [{"text": ""}, {"text": "x" * 201}, {"text": "printer", "page_size": 51}])
 async def test_an_invalid_search_is_a_validation_error(
-    client: TicketClient, producer: AIOKafkaProducer, replies: TopicReader, payload: dict[str, object]
+    client: TicketClient, producer: AIOKafkaProducer, replies: TopicReader, payload: dict[str, object]  # noqa: F811  (fixtures)
 ) -> None:
     query = SearchTickets(actor=customer(), payload={"text": "printer"}).model_dump(mode="json")
     query["payload"] = payload
