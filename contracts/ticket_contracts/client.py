@@ -124,14 +124,14 @@ class TicketClient:
 
     async def send(self, command: CommandBase, timeout: float | None = None) -> CommandResult:
         """Send a command and await its result (accepted or rejected)."""
-        key = getattr(command.payload, "ticket_id", None)
+        key = getattr(getattr(command, "payload", None), "ticket_id", None)
         raw = await self._round_trip(command, COMMANDS, key, timeout)
         return CommandResult.model_validate_json(raw)
 
     async def request(self, query: QueryBase, timeout: float | None = None, *, raise_on_error: bool = False
                       ) -> AnswerBase:
         """Send a query and await its answer; an ``ErrorAnswer`` is returned (or raised if asked)."""
-        key = getattr(query.payload, "ticket_id", None) or query.actor.user_id
+        key = getattr(getattr(query, "payload", None), "ticket_id", None) or query.actor.user_id
         answer = parse_answer(await self._round_trip(query, QUERIES, key, timeout))
         if raise_on_error and isinstance(answer, ErrorAnswer):
             raise QueryFailed(answer)

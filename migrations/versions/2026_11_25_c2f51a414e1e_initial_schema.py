@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: c2f51a414e1e
-Revises: 
+Revises:
 Create Date: 2026-11-25 22:12:11.568845
 """
 from __future__ import annotations

@@ -34,7 +34,7 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, (OperationalError, InterfaceError)):
         return True
     if isinstance(error, DBAPIError):
-        return bool(error.connection_invalidated) or isinstance(error.orig.__cause__, _TRANSIENT_PG) or \
+        return bool(error.connection_invalidated) or isinstance(getattr(error.orig, "__cause__", None), _TRANSIENT_PG) or \
             isinstance(error.orig, _TRANSIENT_PG)
     if isinstance(error, KafkaError):
         return bool(error.retriable) or isinstance(error, (KafkaConnectionError, KafkaTimeoutError))

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from service.domain.ticket import Reply, Ticket, TimeEntry
-from service.domain.values import DirectoryUser, Role, Status
+from service.domain.values import PRIORITY_RANK, DirectoryUser, Role, Status
 
-PRIORITY_RANK = {"low": 1, "normal": 2, "high": 3, "urgent": 4}
 
 TICKET_COLUMNS = (
     "id", "number", "customer_id", "created_by", "title", "description", "status", "status_reason",

@@ -105,7 +105,7 @@ class EmbeddedKafka:
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"Tansu is not listening on {self.bootstrap}; see {self.log_path}")
+                    raise TimeoutError(f"Tansu is not listening on {self.bootstrap}; see {self.log_path}") from None
                 time.sleep(0.02)
         run_coroutine_in_thread(_fetch_metadata(self.bootstrap))
 

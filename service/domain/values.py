@@ -16,6 +16,9 @@ class Role(StrEnum):
 
 STAFF = frozenset({Role.AGENT, Role.ADMIN})
 
+#: Priorities in order, 1 (low) … 4 (urgent): the read side sorts by it.
+PRIORITY_RANK = {"low": 1, "normal": 2, "high": 3, "urgent": 4}
+
 
 class Status(StrEnum):
     NEW = "new"

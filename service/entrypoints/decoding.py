@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -90,7 +90,7 @@ def oversize(record: Any, max_bytes: int) -> DeadLetter | None:
     return DeadLetter(record, "MessageTooLarge" if value else "EmptyMessage", f"{size} bytes (limit {max_bytes})")
 
 
-def triage(record: Any, value: bytes, known_types: Iterable[str], kind: str) -> dict[str, Any] | DeadLetter:
+def triage(record: Any, value: bytes, known_types: Collection[str], kind: str) -> dict[str, Any] | DeadLetter:
     """For a record that failed validation: its JSON object if it is a ``kind`` with a usable
     envelope (so it can be answered), else the dead letter saying why it never can be."""
     try:
@@ -154,7 +154,8 @@ def _invalid(record: Any, value: bytes, headers: dict[str, str], error: Validati
 
 def _incoming(raw: dict[str, Any], headers: dict[str, str], asserted: Any, message: str, reason: str) -> Incoming:
     message_id = uuid.UUID(str(raw["message_id"]))
-    payload = raw.get("payload") if isinstance(raw.get("payload"), dict) else {}
+    given = raw.get("payload")
+    payload: dict[str, Any] = given if isinstance(given, dict) else {}
     return Incoming(
         message_id=message_id, command_type=str(raw["type"]),
         correlation_id=as_uuid(raw.get("correlation_id")) or _header_uuid(headers) or message_id,

@@ -153,5 +153,5 @@ def _describe(error: Exception) -> str:
 
 
 def _error(item: IncomingQuery, reason: str, message: str) -> ErrorAnswer:
-    return ErrorAnswer(query_type=item.query_type, causation_id=item.message_id,
+    return ErrorAnswer(query_type=item.query_type, causation_id=item.message_id,  # type: ignore[call-arg]
                        correlation_id=item.correlation_id, reason=reason, message=message)  # type: ignore[arg-type]

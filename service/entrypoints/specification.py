@@ -86,8 +86,9 @@ class TicketAsyncAPI(AsyncAPI):
 
     def to_specification(self) -> Any:
         spec = super().to_specification()
-        for channel in spec.channels.values():
+        for channel in spec.channels.values():  # type: ignore[attr-defined]
             for reference in channel.messages.values():
-                message = spec.components.messages[unquote(reference.ref.rsplit("/", 1)[-1])]
+                name = unquote(reference.ref.rsplit("/", 1)[-1])
+                message = spec.components.messages[name]  # type: ignore[attr-defined]
                 message.headers = HEADERS[channel.address]
         return spec

@@ -124,7 +124,8 @@ def _ids(items: list[Incoming], registrations: list[Registration | None], what: 
     ids: set[uuid.UUID] = set()
     for item, registration in zip(items, registrations, strict=True):
         if registration is not None and item.command is not None:
-            ids.update(i for i in getattr(registration, what)(item.command.payload) if i is not None)
+            payload = getattr(item.command, "payload", None)
+            ids.update(i for i in getattr(registration, what)(payload) if i is not None)
         elif what == "tickets" and item.ticket_id is not None:
             ids.add(item.ticket_id)
     return ids
@@ -137,7 +138,7 @@ async def _run(item: Incoming, registration: Registration | None, now: datetime,
     ctx = CommandContext(item.actor, now, item.message_id, users)
     watched = _Watched(uow)
     try:
-        ticket = await registration.handler(item.command, ctx, watched)
+        ticket = await registration.handler(item.command, ctx, watched)  # type: ignore[arg-type]
     except DomainError as error:
         return _finish(item, uow, now, reason=error.code, message=error.message)
     except AlreadyIngested as again:
@@ -145,7 +146,7 @@ async def _run(item: Incoming, registration: Registration | None, now: datetime,
         stored = first.result if first is not None else _result(await uow.result_of(again.command_id))
         return _finish(item, uow, now, copy_of=stored)
     except Exception as error:  # a bug or a database fault: undo in memory, let the caller decide
-        watched.undo(item.message_id)
+        watched.undo_command(item.message_id)
         return _failed(item, error)
     stamp = Stamp(ctx.on_behalf_of or ctx.actor, item.correlation_id, item.message_id)
     event_ids: list[uuid.UUID] = []
@@ -207,7 +208,7 @@ class _Watched:
             if (ticket := self._uow.get(ticket_id)) is not None:
                 yield ticket
 
-    def undo(self, command_id: uuid.UUID) -> None:
+    def undo_command(self, command_id: uuid.UUID) -> None:
         self._uow.undo(None, None, command_id)  # its email rows
         for ticket_id, before in self.before.items():
             self._uow.undo(ticket_id, before, command_id)

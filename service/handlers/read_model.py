@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from ticket_contracts.answers import HistoryEntry, SearchItem
 from ticket_contracts.views import ReplyView, TicketView, TimeEntryView
 
-from service.adapters.rows import PRIORITY_RANK
+from service.domain.values import PRIORITY_RANK
 
 #: Names of the sort keys of each sort, most significant first; ``id`` breaks every tie.
 SORT_KEYS: dict[str, tuple[str, ...]] = {

@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -211,10 +211,10 @@ def _guarded(handler: Callable[[argparse.Namespace], Any]) -> Callable[[argparse
     return run
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    rows = [tuple(_safe(c) for c in r) for r in rows]
-    widths = [max(len(x) for x in column) for column in zip(header, *rows, strict=True)]
-    for row in (header, *rows):
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str | None, ...]]) -> None:
+    cells = [tuple(_safe(c if c is not None else "-") for c in r) for r in rows]
+    widths = [max(len(x) for x in column) for column in zip(header, *cells, strict=True)]
+    for row in (header, *cells):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 

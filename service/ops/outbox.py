@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -158,7 +158,7 @@ async def _history(engine: AsyncEngine, table: str, selection: HistorySelection
             rows = (await conn.execute(query, params)).all()
         if not rows:
             return
-        yield rows
+        yield list(rows)
         after = rows[-1].seq
 
 
