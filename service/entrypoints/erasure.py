@@ -46,7 +46,7 @@ async def erase(rt: Runtime, event: UserErased) -> ErasurePlan:
         chunk = plan.unsent[start:start + CHUNK]
         futures = []
         for item in chunk:
-            command = RedactTicket(
+            command = RedactTicket(  # type: ignore[call-arg]  # sent_at: default (Annotated Field)
                 message_id=item.command_id, correlation_id=event.message_id, causation_id=event.message_id,
                 actor=actor, actor_token=s.erasure_actor_token or None,
                 payload={"ticket_id": item.ticket_id, "author_id": user_id if item.author_only else None},
@@ -64,7 +64,7 @@ async def erase(rt: Runtime, event: UserErased) -> ErasurePlan:
 
 
 async def _progress(rt: Runtime, plan: ErasurePlan, sent: int, done: bool = False) -> None:
-    progress = ErasureProgress(instance_id=rt.settings.instance_id, user_id=plan.user_id,
+    progress = ErasureProgress(instance_id=rt.settings.instance_id, user_id=plan.user_id,  # type: ignore[call-arg]
                                tickets_to_redact=plan.tickets_whole,
                                tickets_with_authored_content=plan.tickets_authored, commands_sent=sent, done=done)
     await rt.broker.publish(progress.model_dump_json().encode(), topics.OPS, key=str(plan.user_id).encode(),
