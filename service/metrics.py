@@ -41,6 +41,10 @@ class Metrics:
                                     ["topic", "error_class"], registry=r)
         self.auth_failures = Counter("tickets_auth_failures", "Commands and queries whose actor token was refused",
                                      registry=r)
+        self.rate_limited = Counter(
+            "tickets_rate_limited", "Commands refused by a rate limit (mails opening too many tickets)", ["command"],
+            registry=r,
+        )
         self.retries = Counter("tickets_transient_retries", "Transient failures retried", ["what"], registry=r)
         self.batch_seconds = Histogram("tickets_command_batch_seconds", "Time to handle one batch", registry=r)
         self.batch_size = Histogram(

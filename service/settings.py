@@ -64,6 +64,16 @@ class Settings(BaseSettings):
         "jwt: verify actor_token (HS256) and ignore the asserted actor.",
     )
     auth_jwt_secret: str = Field("", description="Shared HS256 secret for auth_mode=jwt.")
+    attachment_max_bytes: int = Field(
+        25 * 1_048_576, ge=1, description="Largest attachment (size_bytes) a command may reference; larger: validation_error."
+    )
+    attachment_uri_schemes: str = Field(
+        "s3,https", description="Comma-separated URI schemes an attachment's uri may use; others: validation_error."
+    )
+    email_max_new_tickets_per_hour: int = Field(
+        20, ge=0, description="Tickets one sender's mails may open per rolling hour (loop limit; 0: no limit); "
+        "beyond it ticket.ingest_email is rate_limited, replies still pass.",
+    )
     check_schema_on_start: bool = Field(True, description="Refuse to start unless the schema is at head.")
     search_text_config: str = Field(
         "english", pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$",

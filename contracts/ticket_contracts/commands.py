@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from .attachments import Attachments, ScanVerdict
 from .envelope import Request
 from .model import (
     Channel,
@@ -54,6 +55,7 @@ class CreateTicketPayload(Payload):
     category_id: uuid.UUID | None = None
     channel: Channel = Channel.API
     tags: Tags = []
+    attachments: Attachments = Field(default_factory=list, description="The description's attachments (≤ 20).")
 
 
 class UpdateTicketPayload(TicketPayload):
@@ -100,6 +102,9 @@ class AddReplyPayload(TicketPayload):
     body: ReplyBody
     internal: bool = False
     source: ReplySource = ReplySource.API
+    attachments: Attachments = Field(
+        default_factory=list, description="The reply's attachments (≤ 20); an internal note's are staff-only."
+    )
 
 
 class LogTimePayload(TicketPayload):
@@ -114,6 +119,36 @@ class DeleteTicketPayload(TicketPayload):
 
 class RestoreTicketPayload(TicketPayload):
     pass
+
+
+#: Most users added or removed by one ``ticket.set_followers``.
+FOLLOWERS_CHANGE_MAX = 50
+
+
+class SetFollowersPayload(TicketPayload):
+    """Followers are notified about the ticket: staff, or users of the ticket's own customer."""
+
+    add: list[uuid.UUID] = Field(default_factory=list, max_length=FOLLOWERS_CHANGE_MAX)
+    remove: list[uuid.UUID] = Field(default_factory=list, max_length=FOLLOWERS_CHANGE_MAX)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> SetFollowersPayload:
+        if not self.add and not self.remove:
+            raise ValueError("set_followers needs at least one user id in add or remove")
+        if set(self.add) & set(self.remove):
+            raise ValueError("a user cannot be both added and removed")
+        return self
+
+
+class RecordAttachmentScanPayload(TicketPayload):
+    """A malware scanner's verdict on one attachment (system actors only)."""
+
+    attachment_id: uuid.UUID
+    verdict: ScanVerdict
+    scanner: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] = Field(
+        description="Which scanner (and signature version) decided."
+    )
+    scanned_at: AwareDatetime
 
 
 class MergeTicketPayload(TicketPayload):
@@ -152,6 +187,23 @@ class IngestEmailPayload(Payload):
     auto_submitted: bool = Field(False, description="The gateway's own verdict that the mail is automatic.")
     auto_submitted_header: str | None = Field(None, description="The raw RFC 3834 Auto-Submitted header, if any.")
     precedence_header: str | None = Field(None, description="The raw Precedence header, if any.")
+    cc: list[Annotated[str, StringConstraints(strip_whitespace=True, max_length=320)]] = Field(
+        default_factory=list, max_length=100,
+        description="Cc addresses; active users of the sender's customer become followers of the ticket.",
+    )
+    attachments: Attachments = Field(
+        default_factory=list, description="The mail's attachments (≤ 20), already uploaded by the gateway."
+    )
+
+
+class RecordOutboundEmailPayload(Payload):
+    """The Message-ID of a mail the platform sent about a ticket (e.g. a notification), so that
+    replies naming it in In-Reply-To/References thread to the ticket. No event, no new version."""
+
+    ticket_id: uuid.UUID
+    email_message_id: EmailId = Field(description="The sent mail's Message-ID header.")
+    reply_id: uuid.UUID | None = Field(None, description="The reply the mail carried, if any.")
+    sent_at: AwareDatetime
 
 
 class CommandBase(Request):
@@ -215,6 +267,21 @@ class IngestEmail(CommandBase):
     payload: IngestEmailPayload
 
 
+class SetFollowers(CommandBase):
+    type: Literal["ticket.set_followers"] = "ticket.set_followers"
+    payload: SetFollowersPayload
+
+
+class RecordAttachmentScan(CommandBase):
+    type: Literal["ticket.record_attachment_scan"] = "ticket.record_attachment_scan"
+    payload: RecordAttachmentScanPayload
+
+
+class RecordOutboundEmail(CommandBase):
+    type: Literal["ticket.record_outbound_email"] = "ticket.record_outbound_email"
+    payload: RecordOutboundEmailPayload
+
+
 Command = Annotated[
     Union[
         CreateTicket,
@@ -226,6 +293,9 @@ Command = Annotated[
         DeleteTicket,
         RestoreTicket,
         IngestEmail,
+        SetFollowers,
+        RecordAttachmentScan,
+        RecordOutboundEmail,
         MergeTicket,
         RedactTicket,
     ],

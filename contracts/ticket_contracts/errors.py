@@ -17,5 +17,9 @@ class ReasonCode(StrEnum):
     UNKNOWN_SENDER = "unknown_sender"
     #: An email ingest refused because the mail was auto-submitted (SPEC §8 loop protection).
     AUTO_SUBMITTED = "auto_submitted"
+    #: ``ticket.set_followers`` (or a mail's Cc) named a user who may not follow the ticket.
+    INVALID_FOLLOWER = "invalid_follower"
+    #: Too many new tickets by mail from one sender within the rolling hour (loop limit).
+    RATE_LIMITED = "rate_limited"
     #: A merge of a ticket into itself or into another customer's ticket.
     INVALID_MERGE = "invalid_merge"

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
+from .attachments import AttachmentView, ScanVerdict
 from .envelope import Actor, Message
 from .model import Channel, Priority, Status
 from .views import ReplyView, TicketSnapshot, TimeEntryView
@@ -41,6 +42,7 @@ class TicketCreatedPayload(EventPayload):
     status: Status
     follow_up_of: uuid.UUID | None
     email_message_id: str | None = None
+    attachments: list[AttachmentView] = []
 
 
 class FieldChange(BaseModel):
@@ -81,6 +83,22 @@ class DeletedPayload(EventPayload):
 
 class RestoredPayload(EventPayload):
     pass
+
+
+class FollowersChangedPayload(EventPayload):
+    added: list[uuid.UUID]
+    removed: list[uuid.UUID]
+
+
+class AttachmentScannedPayload(EventPayload):
+    """``internal`` (on the event) when the attachment belongs to an internal note."""
+
+    attachment_id: uuid.UUID
+    reply_id: uuid.UUID | None = Field(description="The reply it is attached to; null: the ticket's description.")
+    verdict: ScanVerdict
+    scanner: str
+    scanned_at: AwareDatetime
+    attachment: AttachmentView
 
 
 class MergedPayload(EventPayload):
@@ -145,6 +163,16 @@ class TicketRestored(EventBase):
     payload: RestoredPayload
 
 
+class TicketFollowersChanged(EventBase):
+    type: Literal["ticket.followers_changed"] = "ticket.followers_changed"
+    payload: FollowersChangedPayload
+
+
+class TicketAttachmentScanned(EventBase):
+    type: Literal["ticket.attachment_scanned"] = "ticket.attachment_scanned"
+    payload: AttachmentScannedPayload
+
+
 class TicketMerged(EventBase):
     type: Literal["ticket.merged"] = "ticket.merged"
     payload: MergedPayload
@@ -170,6 +198,8 @@ Event = Annotated[
         TicketTimeLogged,
         TicketDeleted,
         TicketRestored,
+        TicketFollowersChanged,
+        TicketAttachmentScanned,
         TicketMerged,
         TicketMergeReceived,
         TicketRedacted,

@@ -25,6 +25,11 @@ class CommandResult(Message):
     ticket_version: int | None = None
     reason: ReasonCode | None = None
     message: str | None = Field(None, description="Human-readable; never reveals what the actor may not see.")
+    unknown_cc: list[str] = Field(
+        default_factory=list,
+        description="ticket.ingest_email: Cc addresses that became no follower (no active user of the "
+        "sender's customer has them), lower-case.",
+    )
 
     @model_validator(mode="after")
     def _rejections_have_reasons(self) -> CommandResult:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from .attachments import AttachmentView
 from .model import Channel, Priority, ReplySource, Role, Status
 
 
@@ -29,6 +30,8 @@ class TicketSnapshot(View):
     resolved_at: datetime | None
     closed_at: datetime | None
     deleted: bool = False
+    #: Users who follow the ticket (notified about it besides the customer and the assignee).
+    follower_ids: list[uuid.UUID] = []
 
 
 class TicketView(View):
@@ -62,6 +65,9 @@ class TicketView(View):
     merged_from: list[uuid.UUID] = []
     #: Staff only; always null in answers to customers.
     time_spent_minutes: int | None
+    #: The description's attachments (a reply's are in its ReplyView).
+    attachments: list[AttachmentView] = []
+    follower_ids: list[uuid.UUID] = []
 
 
 class ReplyView(View):
@@ -74,6 +80,7 @@ class ReplyView(View):
     source: ReplySource
     email_message_id: str | None
     created_at: datetime
+    attachments: list[AttachmentView] = []
 
 
 class TimeEntryView(View):

@@ -20,7 +20,7 @@ the connection setting ``tickets.search_config`` (the service sets it from
 public and of internal replies. See docs/queries.md.
 
 Revision ID: 9e332d8961c3
-Revises: b7d1e5a0c3f2
+Revises: 5b7e0c2d9a41
 Create Date: 2026-12-01 22:00:00
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import TSVECTOR, UUID
 
 revision: str = '9e332d8961c3'
-down_revision: str | None = 'b7d1e5a0c3f2'
+down_revision: str | None = '5b7e0c2d9a41'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

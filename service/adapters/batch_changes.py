@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from service.domain.attachments import Attachment
 from service.domain.events import DomainEvent
 from service.domain.redaction import Redaction
 from service.domain.ticket import Reply, Ticket, TimeEntry
@@ -27,6 +29,9 @@ class Rows:
     events: list[dict[str, Any]] = field(default_factory=list)
     inbox: list[dict[str, Any]] = field(default_factory=list)
     emails: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    #: Stored attachments whose scan status changed.
+    scans: list[Attachment] = field(default_factory=list)
     #: ``ticket.redact``: what to scrub beyond the aggregates' own fields (adapters/redaction.py).
     redactions: list[Redaction] = field(default_factory=list)
 
@@ -93,6 +98,9 @@ class BatchChanges:
             rows.redactions.extend(ticket.take_redactions())
             rows.replies.extend(new_replies)
             rows.time_entries.extend(new_entries)
+            new_files, scanned = ticket.take_attachments()
+            rows.attachments.extend(new_files)
+            rows.scans.extend(scanned)
             (rows.new_tickets if ticket_id in self._new else rows.changed_tickets).append(ticket)
         rows.events = [{
             "event_id": e.event_id, "ticket_id": e.ticket_id, "ticket_version": e.version, "type": e.type,
@@ -104,3 +112,19 @@ class BatchChanges:
             **({"fingerprint": fingerprint} if fingerprint is not None else {}),
         } for r, reply_to, fingerprint in self._results]
         return rows
+
+    def pending_new_tickets_by_mail(self, from_address: str, since: datetime) -> int:
+        """Tickets opened earlier in this batch by mails of ``from_address`` (loop limit)."""
+        return sum(1 for r in self._emails.values() if r.get("from_address") == from_address
+                   and r["ticket_id"] is not None and r["reply_id"] is None and not r.get("outbound")
+                   and r["created_at"] > since)
+
+    def pending_attachment_ids(self) -> set[uuid.UUID]:
+        return {a.id for ticket in self._tickets.values() for a in ticket.new_attachments}
+
+    def pending_attachment(self, attachment_id: uuid.UUID) -> Attachment | None:
+        """An attachment added or scanned earlier in this batch, as it is now."""
+        for ticket in self._tickets.values():
+            if (found := ticket.attachment(attachment_id)) is not None:
+                return found
+        return None

@@ -30,7 +30,7 @@ from sqlalchemy import (
     text,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, REGCONFIG
+from sqlalchemy.dialects.postgresql import ARRAY, REGCONFIG, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ticket_contracts.answers import HistoryEntry, SearchItem
 from ticket_contracts.views import ReplyView, TicketView, TimeEntryView
@@ -39,8 +39,9 @@ from service.handlers.read_model import SORT_KEYS, PageRequest, SortKey, TicketF
 
 from . import tables
 from .explain import limited_input, plan
+from .rows import attachment_from_row
 
-t, r, te, ev = tables.tickets, tables.replies, tables.time_entries, tables.ticket_events
+t, r, te, ev, at = tables.tickets, tables.replies, tables.time_entries, tables.ticket_events, tables.attachments
 s = tables.ticket_search
 
 #: The most planner cost units a count may take. A capped count of 10,001 entries of a partial index
@@ -48,11 +49,12 @@ s = tables.ticket_search
 #: the estimate instead: a few milliseconds of work at most, whatever the filters.
 COUNT_COST_BUDGET = 2_000.0
 
-_VIEW_FIELDS = [name for name in TicketView.model_fields if name != "time_spent_minutes"]
+_VIEW_FIELDS = [name for name in TicketView.model_fields if name not in ("time_spent_minutes", "attachments")]
 _STAFF_COLUMNS = [t.c[name] for name in _VIEW_FIELDS] + [t.c.time_spent_minutes]
 #: Customers never get time spent: the column is not even read.
 _CUSTOMER_COLUMNS = [t.c[name] for name in _VIEW_FIELDS] + [null().label("time_spent_minutes")]
 _TEXT_ARRAY = ARRAY(tables.Text())
+_UUID_ARRAY = ARRAY(UUID(as_uuid=True))
 
 #: The text search configuration when none is given (TICKETS_SEARCH_TEXT_CONFIG's default).
 DEFAULT_SEARCH_CONFIG = "english"
@@ -92,11 +94,30 @@ class SqlTicketReads:
 
     async def ticket(self, ticket_id: uuid.UUID, *, staff: bool) -> TicketView | None:
         row = (await self._conn.execute(select(*_columns(staff)).where(t.c.id == ticket_id))).first()
-        return TicketView.model_validate(dict(row._mapping)) if row else None
+        return (await self._with_attachments([row], staff=staff))[0] if row else None
 
     async def tickets(self, where: TicketFilter, page: PageRequest, *, staff: bool) -> list[TicketView]:
         stmt = ticket_page_statement(where, page, staff=staff)
-        return [TicketView.model_validate(dict(row._mapping)) for row in await self._conn.execute(stmt)]
+        return await self._with_attachments(list(await self._conn.execute(stmt)), staff=staff)
+
+    async def _with_attachments(self, rows: list[Any], *, staff: bool) -> list[TicketView]:
+        """Ticket views with their descriptions' attachments (one more statement for all of them)."""
+        ids = [row.id for row in rows]
+        found = await self._attachments(at.c.ticket_id == any_(bindparam("ids", ids, type_=_UUID_ARRAY)),
+                                        at.c.reply_id.is_(None), staff=staff, key="ticket_id") if ids else {}
+        return [TicketView.model_validate(dict(row._mapping) | {"attachments": found.get(row.id, [])})
+                for row in rows]
+
+    async def _attachments(self, *where: ColumnElement[bool], staff: bool, key: str) -> dict[uuid.UUID, list[Any]]:
+        """Attachment views grouped by ``key`` (ticket_id or reply_id), oldest first. A customer never
+        gets an internal note's attachment, nor the uri of one that is not scanned clean."""
+        stmt = select(at).where(*where)
+        if not staff:
+            stmt = stmt.where(at.c.internal.is_(False))
+        grouped: dict[uuid.UUID, list[Any]] = {}
+        for row in await self._conn.execute(stmt.order_by(at.c.created_at, at.c.id)):
+            grouped.setdefault(row._mapping[key], []).append(attachment_from_row(row).view(show_uri=staff))
+        return grouped
 
     async def count(self, where: TicketFilter, cap: int) -> Total:
         """Exact up to ``cap`` when counting is cheap; otherwise the planner's estimate.
@@ -149,7 +170,11 @@ class SqlTicketReads:
         if after is not None:
             stmt = stmt.where(_beyond([r.c.created_at, r.c.id], after, descending=False))
         stmt = stmt.order_by(r.c.created_at, r.c.id).limit(limit + 1)
-        return [ReplyView.model_validate(dict(row._mapping)) for row in await self._conn.execute(stmt)]
+        rows = list(await self._conn.execute(stmt))
+        ids = [row.id for row in rows]
+        found = await self._attachments(at.c.reply_id == any_(bindparam("ids", ids, type_=_UUID_ARRAY)),
+                                        staff=internal, key="reply_id") if ids else {}
+        return [ReplyView.model_validate(dict(row._mapping) | {"attachments": found.get(row.id, [])}) for row in rows]
 
     async def history(self, ticket_id: uuid.UUID, after_version: int, limit: int) -> list[HistoryEntry]:
         stmt = (select(ev.c.body).where(ev.c.ticket_id == ticket_id, ev.c.ticket_version > after_version)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.domain.attachments import Attachment
 from service.domain.ticket import Reply, Ticket, TimeEntry
 from service.domain.values import PRIORITY_RANK, DirectoryUser, Role, Status
 
@@ -12,7 +13,11 @@ TICKET_COLUMNS = (
     "id", "number", "customer_id", "created_by", "title", "description", "status", "status_reason",
     "priority", "category_id", "channel", "tags", "assignee_id", "version", "created_at", "updated_at",
     "status_changed_at", "first_response_at", "resolved_at", "closed_at", "deleted_at", "follow_up_of",
-    "time_spent_minutes", "email_message_id", "merged_into", "merged_from",
+    "time_spent_minutes", "email_message_id", "follower_ids", "merged_into", "merged_from",
+)
+ATTACHMENT_COLUMNS = (
+    "id", "ticket_id", "reply_id", "filename", "content_type", "size_bytes", "sha256", "uri", "internal",
+    "scan_status", "scanner", "scanned_at", "created_at",
 )
 
 
@@ -21,6 +26,7 @@ def ticket_from_row(row: Any) -> Ticket:
     values = {c: m[c] for c in TICKET_COLUMNS}
     values["status"] = Status(values["status"])
     values["tags"] = list(values["tags"] or ())
+    values["follower_ids"] = list(values["follower_ids"] or ())
     values["merged_from"] = list(values["merged_from"] or ())
     return Ticket(**values)
 
@@ -50,3 +56,12 @@ def time_entry_to_row(entry: TimeEntry) -> dict[str, Any]:
 def user_from_row(row: Any) -> DirectoryUser:
     m = row._mapping
     return DirectoryUser(m["user_id"], m["email"], Role(m["role"]), m["customer_id"], m["active"])
+
+
+def attachment_to_row(attachment: Attachment) -> dict[str, Any]:
+    return {c: getattr(attachment, c) for c in ATTACHMENT_COLUMNS}
+
+
+def attachment_from_row(row: Any) -> Attachment:
+    m = row._mapping
+    return Attachment(**{c: m[c] for c in ATTACHMENT_COLUMNS})

@@ -53,6 +53,7 @@ def result_json(r: Result) -> str:
         "actor": actor_dict(r.actor) if r.actor else None, "command_id": r.command_id,
         "command_type": r.command_type, "ticket_id": r.ticket_id, "status": r.status,
         "event_ids": r.event_ids, "ticket_version": r.ticket_version, "reason": r.reason, "message": r.message,
+        "unknown_cc": r.unknown_cc,
     })
 
 
@@ -66,7 +67,7 @@ def result_from_json(text: str) -> Result:
         command_type=d["command_type"], correlation_id=_uuid(d.get("correlation_id")), actor=actor,
         ticket_id=_uuid(d.get("ticket_id")), sent_at=datetime.fromisoformat(d["sent_at"]),
         event_ids=tuple(uuid.UUID(e) for e in d.get("event_ids") or ()), ticket_version=d.get("ticket_version"),
-        reason=d.get("reason"), message=d.get("message"),
+        reason=d.get("reason"), message=d.get("message"), unknown_cc=tuple(d.get("unknown_cc") or ()),
     )
 
 

@@ -67,6 +67,8 @@ tickets = Table(
     Column("follow_up_of", UUID(as_uuid=True)),
     Column("time_spent_minutes", Integer, nullable=False, server_default=text("0")),
     Column("email_message_id", Text),
+    #: Users notified about the ticket besides its customer and assignee (migration 5b7e0c2d9a41).
+    Column("follower_ids", ARRAY(UUID(as_uuid=True)), nullable=False, server_default=text("'{}'")),
     #: Merges (migration b7d1e5a0c3f2): the target this ticket was merged into; those merged into it.
     Column("merged_into", UUID(as_uuid=True)),
     Column("merged_from", ARRAY(UUID(as_uuid=True)), nullable=False, server_default=text("'{}'")),
@@ -111,6 +113,27 @@ replies = Table(
     Column("email_message_id", Text),
     Column("created_at", TZ, nullable=False),
     Index("ix_replies_ticket_thread", "ticket_id", "created_at", "id"),
+)
+
+#: Files attached by reference (never the bytes) to a ticket's description (``reply_id`` null) or to
+#: a reply; ``internal`` copies the reply's, so visibility needs no join (migration 5b7e0c2d9a41).
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("ticket_id", UUID(as_uuid=True), ForeignKey("tickets.id"), nullable=False),
+    Column("reply_id", UUID(as_uuid=True)),
+    Column("filename", Text, nullable=False),
+    Column("content_type", Text, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("internal", Boolean, nullable=False),
+    Column("scan_status", Text, nullable=False),
+    Column("scanner", Text),
+    Column("scanned_at", TZ),
+    Column("created_at", TZ, nullable=False),
+    Index("ix_attachments_ticket_reply", "ticket_id", "reply_id"),
 )
 
 time_entries = Table(
@@ -190,6 +213,12 @@ email_messages = Table(
     Column("reply_id", UUID(as_uuid=True)),
     Column("command_id", UUID(as_uuid=True), nullable=False),
     Column("created_at", TZ, nullable=False),
+    #: Inbound mails: the sender, lower-case — counts the tickets a sender's mails opened (loop limit).
+    Column("from_address", Text),
+    #: True for the Message-ID of a mail the platform sent (``ticket.record_outbound_email``).
+    Column("outbound", Boolean, nullable=False, server_default=text("false")),
+    Index("ix_email_messages_new_tickets", "from_address", "created_at",
+          postgresql_where=text("reply_id IS NULL AND ticket_id IS NOT NULL AND NOT outbound")),
 )
 
 #: One row per erased user (``user.erased``): the plan's size and progress. Ids only.

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
 
 from sqlalchemy import any_, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
+from service.domain.attachments import Attachment
+from service.domain.email import KnownEmail
 from service.domain.ticket import Ticket
 from service.domain.values import DirectoryUser
 from service.handlers.unit_of_work import ConstraintViolation, StoredResult
@@ -30,7 +33,16 @@ from service.handlers.unit_of_work import ConstraintViolation, StoredResult
 from . import tables as t
 from .batch_changes import BatchChanges
 from .redaction import carry_out
-from .rows import TICKET_COLUMNS, reply_to_row, ticket_from_row, ticket_to_row, time_entry_to_row, user_from_row
+from .rows import (
+    TICKET_COLUMNS,
+    attachment_from_row,
+    attachment_to_row,
+    reply_to_row,
+    ticket_from_row,
+    ticket_to_row,
+    time_entry_to_row,
+    user_from_row,
+)
 from .serialization import result_from_json
 
 NOTIFY_CHANNEL = "tickets_outbox"
@@ -107,14 +119,49 @@ class SqlUnitOfWork(BatchChanges):
         row = (await self.conn.execute(stmt)).first()
         return user_from_row(row) if row else None
 
-    async def email_known(self, message_ids: Iterable[str]) -> dict[str, tuple[uuid.UUID | None, uuid.UUID]]:
-        """Known email Message-IDs → (ticket id, command id that recorded them)."""
+    async def email_known(self, message_ids: Iterable[str]) -> dict[str, KnownEmail]:
+        """Known email Message-IDs → (ticket id, command id that recorded them, outbound)."""
         ids = list(message_ids)
-        pending = {i: (r["ticket_id"], r["command_id"]) for i in ids if (r := self._emails.get(i))}
+        pending = {i: KnownEmail(r["ticket_id"], r["command_id"], r["outbound"])
+                   for i in ids if (r := self._emails.get(i))}
         em = t.email_messages
-        stmt = select(em.c.message_id, em.c.ticket_id, em.c.command_id).where(em.c.message_id == any_(_texts))
+        stmt = (select(em.c.message_id, em.c.ticket_id, em.c.command_id, em.c.outbound)
+                .where(em.c.message_id == any_(_texts)))
         rows = await self.conn.execute(stmt, {"texts": ids})
-        return {r.message_id: (r.ticket_id, r.command_id) for r in rows} | pending
+        return {r.message_id: KnownEmail(r.ticket_id, r.command_id, r.outbound) for r in rows} | pending
+
+    async def new_tickets_by_mail(self, from_address: str, since: datetime) -> int:
+        """Tickets opened by the sender's mails since ``since``: committed and in this batch."""
+        em = t.email_messages
+        stmt = select(func.count()).select_from(em).where(
+            em.c.from_address == from_address, em.c.created_at > since, em.c.reply_id.is_(None),
+            em.c.ticket_id.is_not(None), em.c.outbound.is_(False))
+        stored = await self.conn.scalar(stmt) or 0
+        return stored + self.pending_new_tickets_by_mail(from_address, since)
+
+    async def users_by_email(self, addresses: Iterable[str]) -> dict[str, DirectoryUser]:
+        """Directory users by (lower-case) address; an active user wins over an inactive one."""
+        wanted = sorted({a.lower() for a in addresses})
+        if not wanted:
+            return {}
+        stmt = select(t.users).where(t.users.c.email == any_(_texts)).order_by(t.users.c.active)
+        return {u.email: u for u in map(user_from_row, await self.conn.execute(stmt, {"texts": wanted}))}
+
+    async def known_attachments(self, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these attachment ids are taken: stored, or added earlier in this batch."""
+        wanted = set(ids)
+        if not wanted:
+            return set()
+        stmt = select(t.attachments.c.id).where(t.attachments.c.id == any_(_ids))
+        stored = set((await self.conn.execute(stmt, {"ids": list(wanted)})).scalars())
+        return stored | (wanted & self.pending_attachment_ids())
+
+    async def attachment(self, attachment_id: uuid.UUID) -> Attachment | None:
+        """An attachment as this batch sees it (changed in memory, else as stored)."""
+        if (pending := self.pending_attachment(attachment_id)) is not None:
+            return pending
+        row = (await self.conn.execute(select(t.attachments).where(t.attachments.c.id == attachment_id))).first()
+        return attachment_from_row(row) if row else None
 
     async def result_of(self, command_id: uuid.UUID) -> StoredResult | None:
         return (await self.processed([command_id])).get(command_id)
@@ -144,6 +191,11 @@ class SqlUnitOfWork(BatchChanges):
                 await c.execute(insert(t.replies), [reply_to_row(r) for r in rows.replies])
             if rows.time_entries:
                 await c.execute(insert(t.time_entries), [time_entry_to_row(e) for e in rows.time_entries])
+            if rows.attachments:
+                await c.execute(insert(t.attachments), [attachment_to_row(a) for a in rows.attachments])
+            if rows.scans:
+                await c.execute(_UPDATE_SCAN, [{"b_id": a.id, "b_scan_status": a.scan_status, "b_scanner": a.scanner,
+                                                "b_scanned_at": a.scanned_at} for a in rows.scans])
             if rows.events:
                 await c.execute(insert(t.ticket_events), rows.events)
             if rows.inbox:
@@ -164,4 +216,9 @@ _UPDATE_TICKET = (
     update(t.tickets)
     .where(t.tickets.c.id == bindparam("b_id"))
     .values({c: bindparam("b_" + c) for c in (*TICKET_COLUMNS, "priority_rank") if c != "id"})
+)
+_UPDATE_SCAN = (
+    update(t.attachments)
+    .where(t.attachments.c.id == bindparam("b_id"))
+    .values({c: bindparam("b_" + c) for c in ("scan_status", "scanner", "scanned_at")})
 )

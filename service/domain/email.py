@@ -6,9 +6,11 @@ See docs/email-ingest.md for the behaviour these rules add up to.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable
+from typing import NamedTuple
 
-from .errors import InvalidInput
+from .errors import InvalidInput, RateLimited
 from .ticket import TICKET_NUMBER_FORMAT
 
 #: ``[TKT-000123]``: any case, spaces inside the brackets, a hyphen or dash (or nothing) between.
@@ -25,6 +27,15 @@ _BULK_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
 MAX_SUBJECT_TAGS = 5
 NO_SUBJECT = "(no subject)"
 EMPTY_BODY = "(empty message)"
+
+
+class KnownEmail(NamedTuple):
+    """A stored email Message-ID: its ticket (None for a rejected mail), the command that recorded
+    it, and whether the platform sent it (``ticket.record_outbound_email``)."""
+
+    ticket_id: uuid.UUID | None
+    command_id: uuid.UUID
+    outbound: bool = False
 
 
 # ---- loop protection --------------------------------------------------------------------
@@ -46,6 +57,19 @@ def is_auto_submitted(
 def _header_value(raw: str) -> str:
     """The keyword of a structured header: parameters after ``;`` and ``(comments)`` removed."""
     return _COMMENT.sub(" ", raw.split(";", 1)[0]).strip().lower()
+
+
+# ---- loop limits ------------------------------------------------------------------------
+def check_new_ticket_rate(recent: int, limit: int) -> None:
+    """``recent``: tickets the sender's mails opened in the rolling hour. At ``limit`` (> 0) no more."""
+    if limit > 0 and recent >= limit:
+        raise RateLimited(f"the sender's mails opened {recent} tickets within the last hour; at most {limit} "
+                          "may be opened by mail per sender per hour (replies to existing tickets are accepted)")
+
+
+def normalise_address(address: str) -> str:
+    """An address as the directory stores it: trimmed, lower-case."""
+    return address.strip().lower()
 
 
 # ---- Message-IDs ------------------------------------------------------------------------

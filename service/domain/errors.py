@@ -61,3 +61,11 @@ class UnknownSender(DomainError):
 
 class AutoSubmitted(DomainError):
     code = "auto_submitted"
+
+
+class InvalidFollower(DomainError):
+    code = "invalid_follower"
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"

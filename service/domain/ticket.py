@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from . import events as ev
-from .errors import Conflict, InvalidAssignee, InvalidMerge, InvalidTransition, TicketClosed
+from .attachments import Attachment, Upload
+from .errors import (
+    Conflict,
+    Forbidden,
+    InvalidAssignee,
+    InvalidInput,
+    InvalidMerge,
+    InvalidTransition,
+    TicketClosed,
+    TicketNotFound,
+)
+from .followers import MAX_FOLLOWERS, check_follower_change, may_add, may_follow
 from .policy import check_admin, check_not_system, check_redactor, check_reply, check_staff, check_update_fields
 from .redaction import MARKER, Redaction
 from .status import check_not_closed, check_transition, is_reopening
@@ -76,11 +88,15 @@ class Ticket:
     follow_up_of: uuid.UUID | None = None
     time_spent_minutes: int = 0
     email_message_id: str | None = None
+    follower_ids: list[uuid.UUID] = field(default_factory=list)
     merged_into: uuid.UUID | None = None
     merged_from: list[uuid.UUID] = field(default_factory=list)
     pending: list[ev.DomainEvent] = field(default_factory=list, repr=False)
     new_replies: list[Reply] = field(default_factory=list, repr=False)
     new_time_entries: list[TimeEntry] = field(default_factory=list, repr=False)
+    #: Attachments added since loading, and stored ones whose scan status changed (by id).
+    new_attachments: list[Attachment] = field(default_factory=list, repr=False)
+    scanned_attachments: dict[uuid.UUID, Attachment] = field(default_factory=dict, repr=False)
     #: Redactions to carry out beyond this object's own fields (replies, notes, history, e-mail ids).
     redactions: list[Redaction] = field(default_factory=list, repr=False)
 
@@ -102,6 +118,7 @@ class Ticket:
         now: datetime,
         follow_up_of: uuid.UUID | None = None,
         email_message_id: str | None = None,
+        attachments: Iterable[Upload] = (),
     ) -> Ticket:
         ticket = cls(
             id=ticket_id, number=number, customer_id=customer_id, created_by=actor.user_id,
@@ -110,12 +127,13 @@ class Ticket:
             category_id=category_id, tags=_normalise_tags(tags), follow_up_of=follow_up_of,
             email_message_id=email_message_id,
         )
+        files = ticket._attach(attachments, reply_id=None, internal=False, now=now)
         ticket._record(ev.TICKET_CREATED, now, {
             "number": number, "customer_id": customer_id, "created_by": actor.user_id,
             "title": title, "description": description, "priority": priority,
             "category_id": category_id, "channel": channel, "tags": ticket.tags,
             "status": Status.NEW.value, "follow_up_of": follow_up_of,
-            "email_message_id": email_message_id,
+            "email_message_id": email_message_id, "attachments": [a.view() for a in files],
         })
         return ticket
 
@@ -156,7 +174,7 @@ class Ticket:
 
     def add_reply(
         self, actor: Actor, *, reply_id: uuid.UUID, body: str, internal: bool, source: str, now: datetime,
-        expected_version: int | None, email_message_id: str | None = None,
+        expected_version: int | None, email_message_id: str | None = None, attachments: Iterable[Upload] = (),
     ) -> None:
         check_reply(actor, internal)
         self._check_mutable(expected_version)
@@ -165,7 +183,9 @@ class Ticket:
         if first_response:
             self.first_response_at = now
         self.new_replies.append(reply)
-        self._record(ev.REPLY_ADDED, now, {"reply": reply, "first_response": first_response}, internal=internal)
+        files = self._attach(attachments, reply_id=reply_id, internal=internal, now=now)
+        shown = {name: getattr(reply, name) for name in _REPLY_FIELDS} | {"attachments": [a.view() for a in files]}
+        self._record(ev.REPLY_ADDED, now, {"reply": shown, "first_response": first_response}, internal=internal)
         if not internal:
             self._move_after_reply(actor, now)
 
@@ -194,6 +214,55 @@ class Ticket:
         self._check_version(expected_version)
         self.deleted_at = None
         self._record(ev.TICKET_RESTORED, now, {})
+
+    def set_followers(
+        self, actor: Actor, add: Mapping[uuid.UUID, DirectoryUser | None], remove: Iterable[uuid.UUID],
+        now: datetime, expected_version: int | None,
+    ) -> None:
+        """``add``: the user ids to add, each with its directory entry (None when unknown)."""
+        check_not_system(actor, "change followers")
+        self._check_mutable(expected_version)
+        remove = list(remove)
+        check_follower_change(actor, self.customer_id, add, remove)
+        added = [user_id for user_id in dict.fromkeys(add) if user_id not in self.follower_ids]
+        removed = [user_id for user_id in dict.fromkeys(remove) if user_id in self.follower_ids]
+        self._change_followers(added, removed, now)
+
+    def follow_from_mail(self, sender: Actor, users: Iterable[DirectoryUser], now: datetime) -> set[uuid.UUID]:
+        """Add the users a mail's sender copied who may follow and whom the sender may add (users of
+        the ticket's customer); the others are ignored. Returns the ids of the users accepted
+        (added now, following already, or the sender), so the caller can report the rest."""
+        accepted = {u.user_id for u in users if may_follow(u, self.customer_id) and may_add(sender, u)}
+        added = [i for i in sorted(accepted) if i not in self.follower_ids and i != sender.user_id]
+        room = max(MAX_FOLLOWERS - len(self.follower_ids), 0)
+        accepted -= set(added[room:])  # a full ticket takes no more: reported, the mail still lands
+        self._change_followers(added[:room], [], now)
+        return accepted
+
+    def record_scan(self, actor: Actor, attachment: Attachment | None, verdict: str, scanner: str,
+                    scanned_at: datetime, now: datetime, expected_version: int | None) -> None:
+        """A scanner's verdict on one of the ticket's attachments; the same verdict again changes nothing."""
+        if actor.role is not Role.SYSTEM:
+            raise Forbidden("only service accounts (malware scanners) may record scan verdicts")
+        if attachment is None or attachment.ticket_id != self.id:
+            raise TicketNotFound("no such attachment on this ticket")
+        self._check_version(expected_version)
+        current = self.scanned_attachments.get(attachment.id, attachment)
+        if current.scan_status == verdict:
+            return  # already so: accepted, no event
+        updated = current.scanned(verdict, scanner, scanned_at)
+        self.new_attachments = [updated if a.id == updated.id else a for a in self.new_attachments]
+        if not any(a.id == updated.id for a in self.new_attachments):
+            self.scanned_attachments[updated.id] = updated
+        self._record(ev.ATTACHMENT_SCANNED, now, {
+            "attachment_id": updated.id, "reply_id": updated.reply_id, "verdict": verdict, "scanner": scanner,
+            "scanned_at": scanned_at, "attachment": updated.view(),
+        }, internal=updated.internal)
+
+    def attachment(self, attachment_id: uuid.UUID) -> Attachment | None:
+        """One of the attachments changed in memory (added or scanned since loading), if it is."""
+        found = self.scanned_attachments.get(attachment_id)
+        return found or next((a for a in self.new_attachments if a.id == attachment_id), None)
 
     def merge_into(self, actor: Actor, target: Ticket, reason: str | None, now: datetime,
                    expected_version: int | None) -> None:
@@ -237,6 +306,21 @@ class Ticket:
         return out
 
     # ---- helpers --------------------------------------------------------------------------
+    def _attach(self, uploads: Iterable[Upload], *, reply_id: uuid.UUID | None, internal: bool,
+                now: datetime) -> list[Attachment]:
+        files = [Attachment.of(u, ticket_id=self.id, reply_id=reply_id, internal=internal, now=now) for u in uploads]
+        self.new_attachments.extend(files)
+        return files
+
+    def _change_followers(self, added: list[uuid.UUID], removed: list[uuid.UUID], now: datetime) -> None:
+        if not added and not removed:
+            return  # nothing changes: accepted, no event
+        followers = [f for f in self.follower_ids if f not in removed] + added
+        if len(followers) > MAX_FOLLOWERS:
+            raise InvalidInput(f"a ticket may have at most {MAX_FOLLOWERS} followers")
+        self.follower_ids = followers
+        self._record(ev.FOLLOWERS_CHANGED, now, {"added": added, "removed": removed})
+
     def _move_after_reply(self, actor: Actor, now: datetime) -> None:
         if actor.role is Role.CUSTOMER and self.status in (Status.PENDING, Status.RESOLVED):
             self._move(Status.OPEN, "customer replied", now, automatic=True)
@@ -281,6 +365,7 @@ class Ticket:
             "priority": self.priority, "assignee_id": self.assignee_id, "category_id": self.category_id,
             "created_at": self.created_at, "first_response_at": self.first_response_at,
             "resolved_at": self.resolved_at, "closed_at": self.closed_at, "deleted": self.deleted_at is not None,
+            "follower_ids": list(self.follower_ids),
         }
 
     def take_events(self) -> list[ev.DomainEvent]:
@@ -294,15 +379,25 @@ class Ticket:
         self.new_replies, self.new_time_entries = [], []
         return out
 
+    def take_attachments(self) -> tuple[list[Attachment], list[Attachment]]:
+        """Hand over the attachments added and those scanned since loading, and forget them."""
+        out = (self.new_attachments, list(self.scanned_attachments.values()))
+        self.new_attachments, self.scanned_attachments = [], {}
+        return out
+
     def copy(self) -> Ticket:
         """An independent copy, to roll back in memory if a handler fails unexpectedly."""
         clone = dataclasses.replace(self)
-        clone.tags = list(self.tags)
+        clone.tags, clone.follower_ids = list(self.tags), list(self.follower_ids)
         clone.merged_from = list(self.merged_from)
         clone.pending, clone.new_replies = list(self.pending), list(self.new_replies)
         clone.new_time_entries = list(self.new_time_entries)
+        clone.new_attachments, clone.scanned_attachments = list(self.new_attachments), dict(self.scanned_attachments)
         clone.redactions = list(self.redactions)
         return clone
+
+
+_REPLY_FIELDS = tuple(f.name for f in dataclasses.fields(Reply))
 
 
 def _normalise_tags(tags: list[str]) -> list[str]:

@@ -20,10 +20,13 @@ from ticket_contracts.commands import Command
 from service.adapters.retry import retry_transient
 from service.adapters.serialization import result_json
 from service.adapters.unit_of_work import SqlUnitOfWork
+from service.domain.attachments import AttachmentLimits
 from service.handlers.bus import MessageBus
+from service.handlers.context import Limits
 from service.handlers.messages import Incoming, Outcome
 from service.logging import get_logger
 from service.runtime import Runtime
+from service.settings import Settings
 
 from .acking import ack_after, batch_subscription, documented_per_record
 from .dead_letters import DeadLetters
@@ -69,7 +72,13 @@ def message_bus(rt: Runtime) -> MessageBus:
                                maximum=s.retry_max_backoff_s,
                                on_retry=lambda e: rt.metrics.count(rt.metrics.retries, "command batch"))
 
-    return MessageBus(lambda: SqlUnitOfWork(rt.engine), retry)
+    return MessageBus(lambda: SqlUnitOfWork(rt.engine), retry, limits(s))
+
+
+def limits(s: Settings) -> Limits:
+    """The rules' configured limits."""
+    schemes = frozenset(p.strip().lower() for p in s.attachment_uri_schemes.split(",") if p.strip())
+    return Limits(AttachmentLimits(s.attachment_max_bytes, schemes), s.email_max_new_tickets_per_hour)
 
 
 async def _send_out(rt: Runtime, dead_letters: DeadLetters, dead: list[DeadLetter],
@@ -99,6 +108,8 @@ def _account(rt: Runtime, items: list[Incoming], outcomes: list[Outcome], size: 
     debug = logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
     for item, o in zip(items, outcomes, strict=True):
         m.count(m.commands, o.status)
+        if o.reason == "rate_limited":
+            m.count(m.rate_limited, item.command_type)
         if o.status == "accepted" and not debug:
             continue
         (log.debug if o.status == "accepted" else log.info)(

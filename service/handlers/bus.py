@@ -29,7 +29,7 @@ from service.domain.errors import Conflict, DomainError
 from service.domain.ticket import Ticket
 from service.logging import get_logger
 
-from .context import CommandContext
+from .context import CommandContext, Limits
 from .email import AlreadyIngested
 from .messages import Incoming, Outcome, Result, Stamp
 from .registry import Registration, complete
@@ -51,9 +51,11 @@ class MessageBus:
     """``unit_of_work`` makes a fresh unit of work per attempt; ``retry`` runs an attempt until it
     succeeds or fails with a fault it does not classify as transient."""
 
-    def __init__(self, unit_of_work: Callable[[], UnitOfWork], retry: Retry[list[Outcome]] = _once) -> None:
+    def __init__(self, unit_of_work: Callable[[], UnitOfWork], retry: Retry[list[Outcome]] = _once,
+                 limits: Limits | None = None) -> None:
         self._uow = unit_of_work
         self._retry = retry
+        self._limits = limits or Limits()
 
     async def handle(self, items: list[Incoming]) -> list[Outcome]:
         if not items:
@@ -72,7 +74,7 @@ class MessageBus:
             return await self.handle(items[:middle]) + await self.handle(items[middle:])
 
     async def _attempt(self, items: list[Incoming]) -> list[Outcome]:
-        return await self._retry(lambda: handle_batch(items, self._uow()))
+        return await self._retry(lambda: handle_batch(items, self._uow(), self._limits))
 
     async def _alone(self, item: Incoming) -> list[Outcome]:
         """One command in its own unit of work. A constraint again: a concurrent instance may just
@@ -95,7 +97,7 @@ def _failed(item: Incoming, error: BaseException) -> Outcome:
     return Outcome(item.message_id, None, item.reply_to, item.ticket_id, "failed", error=error)
 
 
-async def handle_batch(items: list[Incoming], uow: UnitOfWork) -> list[Outcome]:
+async def handle_batch(items: list[Incoming], uow: UnitOfWork, limits: Limits | None = None) -> list[Outcome]:
     """One attempt: the batch in one unit of work, committed — or raising, with nothing written."""
     now = datetime.now(UTC)
     async with uow:
@@ -113,7 +115,7 @@ async def handle_batch(items: list[Incoming], uow: UnitOfWork) -> list[Outcome]:
             elif (seen := done.get(item.message_id)) is not None:
                 outcome = Outcome(item.message_id, seen.result, seen.reply_to, item.ticket_id, "duplicate")
             else:
-                outcome = await _run(item, registration, now, users, uow, done)
+                outcome = await _run(item, registration, now, users, uow, done, limits or Limits())
                 done[item.message_id] = outcome
             outcomes.append(outcome)
         await uow.commit()
@@ -132,10 +134,10 @@ def _ids(items: list[Incoming], registrations: list[Registration | None], what: 
 
 
 async def _run(item: Incoming, registration: Registration | None, now: datetime, users: dict[Any, Any],
-               uow: UnitOfWork, done: dict[uuid.UUID, Outcome]) -> Outcome:
+               uow: UnitOfWork, done: dict[uuid.UUID, Outcome], limits: Limits) -> Outcome:
     if item.invalid is not None or item.actor is None or item.command is None or registration is None:
         return _finish(item, uow, now, reason=item.invalid_reason, message=item.invalid or "invalid")
-    ctx = CommandContext(item.actor, now, item.message_id, users)
+    ctx = CommandContext(item.actor, now, item.message_id, users, limits=limits)
     watched = _Watched(uow)
     try:
         ticket = await registration.handler(item.command, ctx, watched)  # type: ignore[arg-type]
@@ -154,23 +156,24 @@ async def _run(item: Incoming, registration: Registration | None, now: datetime,
         if events := changed.take_events():
             uow.record_events(events, stamp)
             event_ids.extend(e.event_id for e in events)
-    return _finish(item, uow, now, ticket_id=ticket.id, event_ids=tuple(event_ids), version=ticket.version)
+    return _finish(item, uow, now, ticket_id=ticket.id, event_ids=tuple(event_ids), version=ticket.version,
+                   unknown_cc=tuple(ctx.unknown_cc))
 
 
 def _finish(
     item: Incoming, uow: UnitOfWork, now: datetime, *, ticket_id: uuid.UUID | None = None,
     event_ids: tuple[uuid.UUID, ...] = (), version: int | None = None, reason: str | None = None,
-    message: str | None = None, copy_of: Result | None = None,
+    message: str | None = None, copy_of: Result | None = None, unknown_cc: tuple[str, ...] = (),
 ) -> Outcome:
     """Build the result, record it in the inbox, and return the outcome."""
     ticket_id = ticket_id or item.ticket_id
     if copy_of is not None:  # the same outcome, addressed to this command
         ticket_id, reason, message = copy_of.ticket_id, copy_of.reason, copy_of.message
-        event_ids, version = copy_of.event_ids, copy_of.ticket_version
+        event_ids, version, unknown_cc = copy_of.event_ids, copy_of.ticket_version, copy_of.unknown_cc
     result = Result(
         message_id=uuid.uuid4(), command_id=item.message_id, command_type=item.command_type,
         correlation_id=item.correlation_id, actor=item.actor, ticket_id=ticket_id, sent_at=now,
-        event_ids=event_ids, ticket_version=version, reason=reason, message=message,
+        event_ids=event_ids, ticket_version=version, reason=reason, message=message, unknown_cc=unknown_cc,
     )
     uow.record_result(result, item.reply_to, item.fingerprint)
     return Outcome(item.message_id, result, item.reply_to, ticket_id, result.status, reason)

@@ -8,10 +8,13 @@ rejections, and collects the events of every ticket the handler loaded or added.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ticket_contracts import commands as c
+from ticket_contracts.attachments import AttachmentRef
 
+from service.domain.attachments import Upload, check_uploads
 from service.domain.errors import Conflict
 from service.domain.policy import check_staff, check_visible, customer_for_new_ticket
 from service.domain.ticket import Ticket, format_number
@@ -28,10 +31,11 @@ async def create_ticket(cmd: c.CreateTicket, ctx: CommandContext, uow: UnitOfWor
     customer_id = customer_for_new_ticket(ctx.actor, p.customer_id)
     if await uow.load(p.ticket_id) is not None:
         raise Conflict("a ticket with this ticket_id already exists")
+    uploads = await new_uploads(p.attachments, ctx, uow)
     ticket = Ticket.open_new(
         ticket_id=p.ticket_id, number=format_number(await uow.next_number()), customer_id=customer_id,
         actor=ctx.actor, title=p.title, description=p.description, priority=p.priority.value,
-        category_id=p.category_id, channel=p.channel.value, tags=list(p.tags), now=ctx.now,
+        category_id=p.category_id, channel=p.channel.value, tags=list(p.tags), now=ctx.now, attachments=uploads,
     )
     uow.add(ticket)
     return ticket
@@ -67,9 +71,10 @@ async def assign_ticket(cmd: c.AssignTicket, ctx: CommandContext, uow: UnitOfWor
 async def add_reply(cmd: c.AddReply, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
     p = cmd.payload
     ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
+    uploads = await new_uploads(p.attachments, ctx, uow) if p.attachments else []
     ticket.add_reply(
         ctx.actor, reply_id=p.reply_id, body=p.body, internal=p.internal, source=p.source.value,
-        now=ctx.now, expected_version=p.expected_version,
+        now=ctx.now, expected_version=p.expected_version, attachments=uploads,
     )
     return ticket
 
@@ -109,6 +114,34 @@ async def merge_ticket(cmd: c.MergeTicket, ctx: CommandContext, uow: UnitOfWork)
     target = check_visible(ctx.actor, await uow.load(p.into_ticket_id))
     source.merge_into(ctx.actor, target, p.reason, ctx.now, p.expected_version)
     return source
+
+
+@handles(c.SetFollowers, users=lambda p: p.add)
+async def set_followers(cmd: c.SetFollowers, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
+    p = cmd.payload
+    ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
+    ticket.set_followers(ctx.actor, {i: ctx.users.get(i) for i in p.add}, p.remove, ctx.now, p.expected_version)
+    return ticket
+
+
+@handles(c.RecordAttachmentScan)
+async def record_attachment_scan(cmd: c.RecordAttachmentScan, ctx: CommandContext, uow: UnitOfWork) -> Ticket:
+    p = cmd.payload
+    ticket = check_visible(ctx.actor, await uow.load(p.ticket_id))
+    ticket.record_scan(ctx.actor, await uow.attachment(p.attachment_id), p.verdict.value, p.scanner,
+                       p.scanned_at, ctx.now, p.expected_version)
+    return ticket
+
+
+async def new_uploads(refs: Iterable[AttachmentRef], ctx: CommandContext, uow: UnitOfWork) -> list[Upload]:
+    """A command's attachments, within the configured limits and with ids nobody used yet."""
+    uploads = check_uploads((Upload(a.attachment_id, a.filename, a.content_type, a.size_bytes, a.sha256, a.uri)
+                             for a in refs), ctx.limits.attachments)
+    if uploads and await uow.known_attachments(u.id for u in uploads):
+        raise Conflict("an attachment_id is already used by another attachment")
+    return uploads
+
+
 
 
 @handles(c.RedactTicket)

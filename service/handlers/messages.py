@@ -55,6 +55,8 @@ class Result:
     ticket_version: int | None = None
     reason: str | None = None
     message: str | None = None
+    #: ``ticket.ingest_email``: Cc addresses that became no follower.
+    unknown_cc: tuple[str, ...] = ()
 
     @property
     def status(self) -> Literal["accepted", "rejected"]:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
+from service.domain.attachments import Attachment
+from service.domain.email import KnownEmail
 from service.domain.events import DomainEvent
 from service.domain.ticket import Ticket
 from service.domain.values import DirectoryUser
@@ -57,7 +60,19 @@ class UnitOfWork(Protocol):
     async def result_of(self, command_id: uuid.UUID) -> StoredResult | None: ...
     async def users(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, DirectoryUser]: ...
     async def user_by_email(self, email: str) -> DirectoryUser | None: ...
-    async def email_known(self, message_ids: Iterable[str]) -> dict[str, tuple[uuid.UUID | None, uuid.UUID]]: ...
+    async def email_known(self, message_ids: Iterable[str]) -> dict[str, KnownEmail]: ...
+    async def users_by_email(self, addresses: Iterable[str]) -> dict[str, DirectoryUser]:
+        """Directory users by (lower-case) address; an active user wins over an inactive one."""
+
+    async def new_tickets_by_mail(self, from_address: str, since: datetime) -> int:
+        """Tickets opened by the sender's mails since ``since``: committed and in this batch."""
+
+    async def known_attachments(self, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these attachment ids are taken: stored, or added earlier in this batch."""
+
+    async def attachment(self, attachment_id: uuid.UUID) -> Attachment | None:
+        """An attachment as this batch sees it (changed in memory, else as stored)."""
+
     async def ticket_id_by_number(self, number: str) -> uuid.UUID | None: ...
     async def reserve_numbers(self, count: int) -> None: ...
     async def next_number(self) -> int: ...

@@ -109,6 +109,7 @@ class World:
     system: Actor
     tickets: dict[str, uuid.UUID]  # own, own_quiet (no internal notes), foreign, deleted
     canaries: tuple[str, ...]  # never in an answer to a customer
+    files: dict[str, dict[str, Any]]  # attachments of the own ticket: desc, clean, infected, note
 
 
 @pytest.fixture(scope="module")
@@ -117,21 +118,41 @@ async def world(engine: AsyncEngine) -> World:
     agent, admin = await add_staff(engine, Role.AGENT), await add_staff(engine, Role.ADMIN)
     system = Actor(uuid.uuid4(), Role.SYSTEM)
     ids = {name: uuid.uuid4() for name in ("own", "own_quiet", "foreign", "deleted")}
-    secret, minutes_note, foreign, deleted = (f"{kind}-{uuid.uuid4().hex}" for kind in
-                                               ("INTERNAL", "TIMENOTE", "FOREIGN", "DELETED"))
-    await run(engine, alice, create(ids["own"]), create(ids["own_quiet"]), create(ids["deleted"], title=deleted))
+    secret, minutes_note, foreign, deleted, note_file, pending, infected = (
+        f"{kind}-{uuid.uuid4().hex}" for kind in
+        ("INTERNAL", "TIMENOTE", "FOREIGN", "DELETED", "NOTEFILE", "PENDINGURI", "INFECTEDURI"))
+    # Attachments (issue 10): the description's stays pending, a reply's are scanned clean and
+    # infected, an internal note's is scanned clean — a customer sees only the clean public uri.
+    files = {name: attachment(name) for name in ("desc", "clean", "infected", "note")}
+    files["desc"]["uri"] = f"s3://uploads/{pending}"
+    files["infected"]["uri"] = f"s3://uploads/{infected}"
+    files["note"] |= {"filename": f"{note_file}.txt", "uri": f"s3://uploads/{note_file}"}
+    await run(engine, alice, create(ids["own"], attachments=[files["desc"]]), create(ids["own_quiet"]),
+              create(ids["deleted"], title=deleted))
     await run(engine, bob, create(ids["foreign"], title=foreign))
-    await run(engine, alice, (c.AddReply, {"ticket_id": ids["own"], "reply_id": uuid.uuid4(), "body": "Still smoking"}),
+    await run(engine, alice, (c.AddReply, {"ticket_id": ids["own"], "reply_id": uuid.uuid4(), "body": "Still smoking",
+                                           "attachments": [files["clean"], files["infected"]]}),
               (c.AddReply, {"ticket_id": ids["own_quiet"], "reply_id": uuid.uuid4(), "body": "Hello?"}))
     for ticket in ("own", "foreign", "deleted"):
         tid = ids[ticket]
+        note = {"attachments": [files["note"]]} if ticket == "own" else {}
         await run(engine, agent,
                   (c.AddReply, {"ticket_id": tid, "reply_id": uuid.uuid4(), "body": "On it"}),
-                  (c.AddReply, {"ticket_id": tid, "reply_id": uuid.uuid4(), "body": secret, "internal": True}),
+                  (c.AddReply, {"ticket_id": tid, "reply_id": uuid.uuid4(), "body": secret, "internal": True, **note}),
                   (c.LogTime, {"ticket_id": tid, "entry_id": uuid.uuid4(), "minutes": 42, "note": minutes_note}),
                   (c.AssignTicket, {"ticket_id": tid, "assignee_id": agent.user_id}))
+    await run(engine, system, *((c.RecordAttachmentScan, {
+        "ticket_id": ids["own"], "attachment_id": files[name]["attachment_id"], "verdict": verdict,
+        "scanner": "clamav", "scanned_at": datetime.now(UTC)}) for name, verdict in
+        (("clean", "clean"), ("infected", "infected"), ("note", "clean"))))
     await run(engine, admin, (c.DeleteTicket, {"ticket_id": ids["deleted"], "reason": "spam"}))
-    return World(alice, bob, agent, admin, system, ids, (secret, minutes_note, foreign, deleted))
+    return World(alice, bob, agent, admin, system, ids,
+                 (secret, minutes_note, foreign, deleted, note_file, pending, infected), files)
+
+
+def attachment(name: str) -> dict[str, Any]:
+    return {"attachment_id": str(uuid.uuid4()), "filename": f"{name}.png", "content_type": "image/png",
+            "size_bytes": 1000, "sha256": "ab" * 32, "uri": f"s3://uploads/{name}-{uuid.uuid4().hex}"}
 
 
 TICKET_QUERIES = {
@@ -189,15 +210,41 @@ async def test_visibility_matrix(engine: AsyncEngine, world: World, role: str, n
     if isinstance(result, TicketAnswer):
         assert result.ticket.id == world.tickets[ticket]
         assert result.ticket.time_spent_minutes == (None if not staff else 42 if ticket != "own_quiet" else 0)
+        if ticket == "own":
+            [desc] = result.ticket.attachments
+            assert desc.scan_status == "pending" and str(desc.attachment_id) == world.files["desc"]["attachment_id"]
+            assert desc.uri == (world.files["desc"]["uri"] if staff else None)
     elif isinstance(result, ThreadAnswer):
         internal = [reply for reply in result.replies if reply.internal]
         assert len(internal) == (1 if staff and ticket != "own_quiet" else 0)
         assert len(result.replies) - len(internal) == {"own": 2, "own_quiet": 1}.get(ticket, 1)
+        if ticket == "own":
+            shown = {str(a.attachment_id): a for reply in result.replies for a in reply.attachments}
+            f = world.files
+            want = {"clean": "clean", "infected": "infected", **({"note": "clean"} if staff else {})}
+            assert {n: shown[f[n]["attachment_id"]].scan_status for n in want} == want
+            assert len(shown) == len(want)
+            assert shown[f["clean"]["attachment_id"]].uri == f["clean"]["uri"]
+            assert shown[f["infected"]["attachment_id"]].uri == (f["infected"]["uri"] if staff else None)
     elif isinstance(result, HistoryAnswer):
         assert [e.ticket_version for e in result.entries] == list(range(1, len(result.entries) + 1))
         assert any(e.internal for e in result.entries) == (ticket != "own_quiet")
     elif isinstance(result, TimeEntriesAnswer):
         assert result.total_minutes == (0 if ticket == "own_quiet" else 42)
+
+
+async def test_customer_facing_events_never_carry_hidden_attachments(engine: AsyncEngine, world: World) -> None:
+    """Events not marked internal go to customer-facing consumers: no internal note's attachment, no uri
+    of an attachment not scanned clean; the clean one's uri arrives with its verdict."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT body, internal FROM ticket_events WHERE ticket_id = :t"),
+                                   {"t": world.tickets["own"]})).all()
+    public = " ".join(body for body, internal in rows if not internal)
+    hidden = " ".join(body for body, internal in rows if internal)
+    for canary in world.canaries[4:] + (world.canaries[0],):
+        assert canary not in public
+    assert world.files["note"]["attachment_id"] not in public and world.files["note"]["attachment_id"] in hidden
+    assert world.files["clean"]["uri"] in public and world.files["desc"]["attachment_id"] in public
 
 
 async def test_admin_finds_a_deleted_ticket_only_when_asking_for_it(engine: AsyncEngine, world: World) -> None:
@@ -500,6 +547,7 @@ async def test_page_statements_walk_an_index_in_sort_order(engine: AsyncEngine, 
     where, sort, index = PLANS[case]
     page = PageRequest(sort, True, (NOW, uuid.uuid4()) if sort != "priority" else (3, NOW, uuid.uuid4()), 25)
     async with engine.connect() as conn:
+        await conn.execute(text("ANALYZE tickets"))  # stale statistics would test autovacuum timing, not the index
         await conn.execute(text("SET LOCAL enable_seqscan = off"))
         await conn.execute(text("SET LOCAL enable_sort = off"))
         await conn.execute(text("SET LOCAL enable_bitmapscan = off"))

@@ -26,6 +26,8 @@ from ticket_contracts.envelope import Actor as ContractActor
 from service.adapters.batch_changes import BatchChanges, Rows
 from service.adapters.rows import ticket_from_row, ticket_to_row
 from service.adapters.serialization import result_from_json, result_json
+from service.domain.attachments import Attachment
+from service.domain.email import KnownEmail
 from service.domain.ticket import Ticket, format_number
 from service.domain.values import Actor, DirectoryUser, Role, Status
 from service.handlers.bus import MessageBus, handle_batch
@@ -46,6 +48,7 @@ class FakeUnitOfWork(BatchChanges):
         self.events: list[dict[str, Any]] = []
         self.inbox: dict[uuid.UUID, dict[str, Any]] = {}
         self.emails: dict[str, dict[str, Any]] = {}
+        self.attachments: dict[uuid.UUID, Attachment] = {}
         self.directory: dict[uuid.UUID, DirectoryUser] = {}
         self.commits = 0
         self._sequence = itertools.count(1)  # like a PostgreSQL sequence: never rolled back
@@ -96,10 +99,36 @@ class FakeUnitOfWork(BatchChanges):
         matches = [u for u in self.directory.values() if u.email == email.lower()]
         return max(matches, key=lambda u: u.active, default=None)
 
-    async def email_known(self, message_ids: Iterable[str]) -> dict[str, tuple[uuid.UUID | None, uuid.UUID]]:
+    async def email_known(self, message_ids: Iterable[str]) -> dict[str, KnownEmail]:
         self._check_open()
         rows = self.emails | self._emails
-        return {i: (r["ticket_id"], r["command_id"]) for i in message_ids if (r := rows.get(i))}
+        return {i: KnownEmail(r["ticket_id"], r["command_id"], r.get("outbound", False))
+                for i in message_ids if (r := rows.get(i))}
+
+    async def users_by_email(self, addresses: Iterable[str]) -> dict[str, DirectoryUser]:
+        self._check_open()
+        wanted = {a.lower() for a in addresses}
+        found: dict[str, DirectoryUser] = {}
+        for user in sorted(self.directory.values(), key=lambda u: u.active):  # active last: it wins
+            if user.email in wanted:
+                found[user.email] = user
+        return found
+
+    async def new_tickets_by_mail(self, from_address: str, since: datetime) -> int:
+        self._check_open()
+        stored = sum(1 for r in self.emails.values() if r.get("from_address") == from_address
+                     and r["ticket_id"] is not None and r["reply_id"] is None and not r.get("outbound")
+                     and r["created_at"] > since)
+        return stored + self.pending_new_tickets_by_mail(from_address, since)
+
+    async def known_attachments(self, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        self._check_open()
+        wanted = set(ids)
+        return (wanted & set(self.attachments)) | (wanted & self.pending_attachment_ids())
+
+    async def attachment(self, attachment_id: uuid.UUID) -> Attachment | None:
+        self._check_open()
+        return self.pending_attachment(attachment_id) or self.attachments.get(attachment_id)
 
     async def ticket_id_by_number(self, number: str) -> uuid.UUID | None:
         self._check_open()
@@ -115,7 +144,11 @@ class FakeUnitOfWork(BatchChanges):
         changes = self.rows()
         rows = {ticket.id: _row(ticket) for ticket in changes.new_tickets + changes.changed_tickets}
         self._check_unique(rows, changes)
+        files = changes.attachments
+        if len({a.id for a in files} | set(self.attachments)) != len(files) + len(self.attachments):
+            raise FakeIntegrityError("duplicate attachment id")
         self.tickets.update(rows)
+        self.attachments.update((a.id, a) for a in files + changes.scans)
         self.replies.update((r.id, r) for r in changes.replies)
         self.time_entries.update((e.id, e) for e in changes.time_entries)
         self.events.extend(changes.events)

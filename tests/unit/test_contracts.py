@@ -36,6 +36,12 @@ VALID = {
     "ticket.redact": ({"ticket_id": TICKET, "author_id": TICKET}, c.RedactTicket),
     "ticket.ingest_email": ({"email_message_id": "<a@b>", "from_address": "a@b.example", "body": "hi",
                              "received_at": "2026-01-01T00:00:00Z"}, c.IngestEmail),
+    "ticket.set_followers": ({"ticket_id": TICKET, "add": [str(uuid.uuid4())]}, c.SetFollowers),
+    "ticket.record_attachment_scan": ({"ticket_id": TICKET, "attachment_id": str(uuid.uuid4()), "verdict": "clean",
+                                       "scanner": "clamav 1.3", "scanned_at": "2026-01-01T00:00:00Z"},
+                                      c.RecordAttachmentScan),
+    "ticket.record_outbound_email": ({"ticket_id": TICKET, "email_message_id": "<n1@platform.example>",
+                                      "sent_at": "2026-01-01T00:00:00Z"}, c.RecordOutboundEmail),
     "ticket.merge": ({"ticket_id": TICKET, "into_ticket_id": str(uuid.uuid4())}, c.MergeTicket),
 }
 
@@ -154,7 +160,8 @@ def test_json_schemas_cover_every_message_kind() -> None:
     text = json.dumps(schemas)
     command_types = set(VALID)
     event_types = {f"ticket.{t}" for t in ("created", "updated", "status_changed", "assigned", "reply_added",
-                                           "time_logged", "deleted", "restored", "merged", "merge_received", "redacted")}
+                                           "time_logged", "deleted", "restored", "merged", "merge_received",
+                                           "followers_changed", "attachment_scanned", "redacted")}
     query_types = {f"ticket.{t}" for t in ("get", "list", "my", "search", "thread", "history", "time_entries")}
     for name, types in (("command", command_types), ("event", event_types), ("query", query_types)):
         mapping = schemas[name]["discriminator"]["mapping"]
