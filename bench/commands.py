@@ -678,7 +678,7 @@ async def service_target(run: Run, stack: contextlib.AsyncExitStack) -> tuple[Ta
     http_port = _free_port()
     system = System("service", [sys.executable, "-m", "service.cli", "run"], {
         "TICKETS_DATABASE_URL": url, "TICKETS_INSTANCE_ID": "bench", "TICKETS_HTTP_PORT": str(http_port),
-        "TICKETS_LOG_FORMAT": "json",
+        "TICKETS_LOG_FORMAT": "json", "TICKETS_AUTH_MODE": "trust",
     }, run.scratch / "service.log")
     if root is not None:  # an A/B run of a changed service: import it (and its migrations) from there
         system.cwd = root

@@ -475,7 +475,7 @@ async def service_and_client(database_url: str, bootstrap: str) -> AsyncIterator
     from service.settings import load_settings
 
     await ensure_topics(bootstrap)
-    settings = load_settings(database_url=database_url, kafka_bootstrap=bootstrap, http_port=0,
+    settings = load_settings(auth_mode="trust", database_url=database_url, kafka_bootstrap=bootstrap, http_port=0,
                              consumer_group=f"bench-queries-{uuid.uuid4().hex[:8]}", log_level="WARNING")
     async with running(settings), TicketClient(bootstrap, timeout=60.0) as client:
         yield client

@@ -24,11 +24,13 @@ from ticket_contracts import topics
 from ticket_contracts.answers import Answer
 from ticket_contracts.commands import RedactTicket
 from ticket_contracts.events import Event
+from ticket_contracts.kafka_security import KafkaSecurity
 from ticket_contracts.ops import ErasureProgress, Heartbeat
 from ticket_contracts.results import CommandResult
 
 from service.adapters.auth import ActorResolver
 from service.adapters.read_models import check_search_config
+from service.entrypoints.kafka_security import check_tls, faststream_security, kafka_security
 from service.adapters.relay import OutboxRelay
 from service.entrypoints.broker import TicketBroker
 from service.entrypoints.commands import command_router
@@ -58,6 +60,10 @@ def create_app(settings: Settings | None = None, *,
     """``tracer_provider``: where spans go; by default as the ``OTEL_*`` variables say (off unless set)."""
     settings = settings or load_settings()
     provider = tracer_provider if tracer_provider is not None else tracer_provider_from_env()
+    security = kafka_security(settings)
+    metrics = Metrics()
+    resolver = ActorResolver.from_settings(
+        settings, on_failure=lambda reason: metrics.count(metrics.auth_failures, reason))
     broker = TicketBroker(
         settings.kafka_bootstrap, apply_types=False,
         # Half of the shutdown budget for the batches in hand; the rest for closing connections.
@@ -65,11 +71,9 @@ def create_app(settings: Settings | None = None, *,
         client_id=f"ticket-service-{settings.instance_id}",
         # FastStream's own lines go through our structlog set-up; per-message lines at DEBUG.
         logger=logging.getLogger("faststream.tickets"), log_level=logging.DEBUG,
-        max_request_size=settings.producer_max_request_bytes,
+        max_request_size=settings.producer_max_request_bytes, security=faststream_security(security),
     )
-    metrics = Metrics()
-    resolver = _CountingFailures(ActorResolver(settings.auth_mode, settings.auth_jwt_secret), metrics)
-    rt = Runtime(settings, broker, metrics, resolver, tracer_provider=provider)  # type: ignore[arg-type]
+    rt = Runtime(settings, broker, metrics, resolver, tracer_provider=provider)
     # A span per batch (FastStream's middleware: a root span linking the records' traces); the
     # handlers add one per command / query in that message's own trace. Only on the subscribers:
     # dead letters keep their original headers exactly.
@@ -90,8 +94,14 @@ def create_app(settings: Settings | None = None, *,
 
     @app.on_startup
     async def open_database() -> None:
-        if settings.auth_mode == "trust":
+        if resolver.mode == "trust":
             log.warning("AUTH MODE IS 'trust': actors are taken from the envelope unverified — development only")
+        else:
+            log.info("actor authentication", auth=resolver.describe(), gateways=len(resolver.gateway_accounts))
+            if not resolver.gateway_accounts:
+                log.warning("TICKETS_AUTH_GATEWAY_ACCOUNTS is empty: every ticket.ingest_email is forbidden")
+        log.info("kafka connection", security_protocol=security.protocol)
+        await check_tls(settings.kafka_bootstrap, security)
         # No pre-ping (a round trip per checkout): a dead connection fails its statement, which is a
         # transient error the callers retry on a fresh connection.
         rt.engine = create_async_engine(
@@ -107,9 +117,7 @@ def create_app(settings: Settings | None = None, *,
     async def start_background() -> None:
         # linger_ms stays 0: with a linger, aiokafka and the embedded broker were seen to loop on
         # metadata for a reply topic and to stall stop() for the request timeout (40 s).
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, max_batch_size=1 << 20,
-                                    max_request_size=settings.producer_max_request_bytes,
-                                    client_id=f"ticket-service-relay-{settings.instance_id}")
+        producer = relay_producer(settings, security)
         await producer.start()
         producers.append(producer)
         relay = OutboxRelay(
@@ -122,7 +130,8 @@ def create_app(settings: Settings | None = None, *,
         tasks.append(asyncio.create_task(relay.run(), name="relay"))
         consumers = {sub.consumer._group_id: sub.consumer for sub in broker.subscribers  # type: ignore[attr-defined]
                      if getattr(sub, "consumer", None) is not None}
-        monitor = LagMonitor(settings.kafka_bootstrap, consumers, rt.progress, rt.metrics)
+        monitor = LagMonitor(settings.kafka_bootstrap, consumers, rt.progress, rt.metrics,
+                             **security.client_kwargs())
         await monitor.start()
         monitors.append(monitor)
         rt.lag_monitor = monitor
@@ -174,6 +183,13 @@ def create_app(settings: Settings | None = None, *,
 
 
 OpsMessage = Annotated[Union[Heartbeat, ErasureProgress], Field(discriminator="type")]
+
+
+def relay_producer(settings: Settings, security: KafkaSecurity) -> AIOKafkaProducer:
+    """The relay's own aiokafka producer (not started), with the same TLS/SASL as the broker."""
+    return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, max_batch_size=1 << 20,
+                            max_request_size=settings.producer_max_request_bytes,
+                            client_id=f"ticket-service-relay-{settings.instance_id}", **security.client_kwargs())
 
 
 def _declare_outputs(broker: KafkaBroker) -> None:
@@ -228,23 +244,6 @@ async def _bounded(awaitable: Any, timeout_s: float, what: str) -> None:
         log.warning("shutdown step failed", what=what, error=type(error).__name__)
 
 
-class _CountingFailures:
-    """The actor resolver, counting refused tokens (``tickets_auth_failures_total``)."""
-
-    def __init__(self, resolver: ActorResolver, metrics: Metrics) -> None:
-        self._resolver, self._metrics = resolver, metrics
-
-    def resolve(self, asserted: Any, token: str | None) -> Any:
-        try:
-            return self._resolver.resolve(asserted, token)
-        except Exception:
-            self._metrics.auth_failures.inc()
-            raise
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._resolver, name)
-
-
 def _asyncpg_dsn(url: str, *, application_name: str | None = None) -> str:
     parsed = make_url(url).set(drivername="postgresql")
     if application_name:  # asyncpg sends unknown query parameters as server settings
@@ -280,4 +279,5 @@ async def run_service(settings: Settings | None = None) -> None:
 
 def docs_app() -> FastStream:
     """Factory for `faststream docs gen --factory service.app:docs_app`."""
-    return create_app(load_settings(check_schema_on_start=False, kafka_bootstrap="localhost:9092"))[0]
+    return create_app(load_settings(check_schema_on_start=False, kafka_bootstrap="localhost:9092",
+                                    auth_mode="trust"))[0]

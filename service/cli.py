@@ -20,13 +20,26 @@ if TYPE_CHECKING:
     from service.devstack import EmbeddedStack
 
 _log = get_logger("tickets.cli")
+_DEV_KEYS = Path(__file__).resolve().parents[1] / "dev" / "keys"
+DEV_GATEWAY = "6a7e0000-0000-4000-8000-000000000001"
+#: `tickets dev --jwt`: the development issuer, key pair and email-gateway account (dev/keys/README.md).
+DEV_JWT = {
+    "TICKETS_AUTH_MODE": "jwt",
+    "TICKETS_AUTH_JWKS": str(_DEV_KEYS / "jwks.json"),
+    "TICKETS_AUTH_JWT_ISSUER": "tickets-dev",
+    "TICKETS_AUTH_GATEWAY_ACCOUNTS": f'["{DEV_GATEWAY}"]',
+}
 
 
 def _run_service(settings: Settings) -> None:
+    from service.adapters.auth import AuthConfigError
+    from service.entrypoints.kafka_security import KafkaTlsError
     from service.app import run_service
 
     try:
         asyncio.run(run_service(settings))
+    except (AuthConfigError, KafkaTlsError) as error:
+        sys.exit(f"tickets: {error}")
     except KeyboardInterrupt:  # run_service handles signals itself; this covers a second Ctrl-C
         _log.info("interrupted")
 
@@ -49,8 +62,20 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 def cmd_topics(args: argparse.Namespace) -> None:
     from service.devstack.topics import ensure_topics
 
-    bootstrap = load_settings().kafka_bootstrap
-    asyncio.run(ensure_topics(bootstrap, partitions=args.partitions, replication_factor=args.replication_factor))
+    from service.entrypoints.kafka_security import KafkaTlsError, check_tls, kafka_security
+
+    settings = load_settings()
+    bootstrap, security = settings.kafka_bootstrap, kafka_security(settings)
+
+    async def create() -> None:
+        await check_tls(bootstrap, security)
+        await ensure_topics(bootstrap, partitions=args.partitions, replication_factor=args.replication_factor,
+                            security=security)
+
+    try:
+        asyncio.run(create())
+    except KafkaTlsError as error:
+        sys.exit(f"tickets topics: {error}")
     _log.info("every topic exists", bootstrap=bootstrap)
 
 
@@ -80,6 +105,10 @@ def cmd_dev(args: argparse.Namespace) -> None:
     from service.devstack import PortInUse, embedded_stack
 
     _interrupt_on_sigterm()
+    if args.jwt:
+        os.environ.update(DEV_JWT)
+    else:
+        os.environ.setdefault("TICKETS_AUTH_MODE", "trust")  # development: explicit, and loud at start-up
     default_dir = tempfile.gettempdir() if args.ephemeral else load_settings().data_dir
     data_dir = Path(args.data_dir or default_dir)
     _log.info("starting embedded PostgreSQL and Tansu broker", data_dir="ephemeral" if args.ephemeral else str(data_dir))
@@ -111,6 +140,26 @@ def cmd_dev(args: argparse.Namespace) -> None:
     _log.info("embedded stack stopped")
 
 
+def cmd_token(args: argparse.Namespace) -> None:
+    import uuid
+
+    from service.adapters.auth import mint_token
+
+    settings = load_settings()
+    role = "system" if args.gateway else args.role
+    sub = uuid.UUID(args.sub or (DEV_GATEWAY if args.gateway else str(uuid.uuid4())))
+    customer = uuid.UUID(args.customer_id) if args.customer_id else (uuid.uuid4() if role == "customer" else None)
+    try:
+        token = mint_token(Path(args.key).read_bytes(), sub=sub, role=role, customer_id=customer, kid=args.kid,
+                           issuer=args.issuer or settings.auth_jwt_issuer or "tickets-dev",
+                           audience=args.audience or settings.auth_jwt_audience, ttl_s=args.ttl)
+    except (OSError, ValueError) as error:
+        sys.exit(f"tickets token: {error}")
+    print(f"actor {sub} role {role}" + (f" customer {customer}" if customer else "") + f", valid {args.ttl} s",
+          file=sys.stderr)
+    print(token)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tickets", description="The ticket service.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -128,7 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--kafka-port", type=int, default=9092, help="broker port on 127.0.0.1 (default 9092)")
     dev.add_argument("--no-refill", action="store_true",
                      help="do not republish the stored events and results to the fresh broker at start")
+    dev.add_argument("--jwt", action="store_true",
+                     help="jwt mode with the development key pair (dev/keys); mint tokens with `tickets token`")
     dev.set_defaults(handler=cmd_dev)
+    token = commands.add_parser("token", help="print a development actor token signed with a private key")
+    token.add_argument("--role", default="agent", choices=["customer", "agent", "admin", "system"])
+    token.add_argument("--sub", help="the actor's user id (default: a new UUID; the dev gateway for --gateway)")
+    token.add_argument("--customer-id", help="the customer of a customer actor (default: a new UUID)")
+    token.add_argument("--gateway", action="store_true", help="the development email-gateway account (role system)")
+    token.add_argument("--key", default=str(_DEV_KEYS / "dev-private.pem"),
+                       help="PEM private key (Ed25519, EC P-256 or RSA; default: the development key)")
+    token.add_argument("--kid", default="tickets-dev-1", help="key id in the token header")
+    token.add_argument("--issuer", help="iss claim (default: TICKETS_AUTH_JWT_ISSUER or tickets-dev)")
+    token.add_argument("--audience", help="aud claim (default: TICKETS_AUTH_JWT_AUDIENCE)")
+    token.add_argument("--ttl", type=int, default=900, help="lifetime in seconds (default 900)")
+    token.set_defaults(handler=cmd_token)
     from service.ops.cli import add_commands
 
     add_commands(commands)  # dlq, outbox, events

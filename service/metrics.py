@@ -39,8 +39,8 @@ class Metrics:
                                        ["query_type"], buckets=_LATENCY, registry=r)
         self.dead_letters = Counter("tickets_dead_letters", "Messages sent to a DLQ, by source topic and error class",
                                     ["topic", "error_class"], registry=r)
-        self.auth_failures = Counter("tickets_auth_failures", "Commands and queries whose actor token was refused",
-                                     registry=r)
+        self.auth_failures = Counter("tickets_auth_failures", "Commands and queries whose actor token was refused, "
+                                     "by reason", ["reason"], registry=r)
         self.rate_limited = Counter(
             "tickets_rate_limited", "Commands refused by a rate limit (mails opening too many tickets)", ["command"],
             registry=r,

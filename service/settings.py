@@ -11,7 +11,7 @@ import socket
 import uuid
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -58,12 +58,41 @@ class Settings(BaseSettings):
         "auto", description="auto: readable on a TTY, JSON otherwise."
     )
     log_level: str = Field("INFO", description="Root log level.")
-    auth_mode: Literal["trust", "jwt"] = Field(
-        "trust",
-        description="trust: believe the envelope's actor (development only); "
-        "jwt: verify actor_token (HS256) and ignore the asserted actor.",
+    auth_mode: Literal["trust", "jwt"] | None = Field(
+        None,
+        description="Required. jwt: verify actor_token against the JWKS and ignore the asserted actor; "
+        "trust: believe the envelope's actor (development only; `tickets dev` sets it).",
     )
-    auth_jwt_secret: str = Field("", description="Shared HS256 secret for auth_mode=jwt.")
+    auth_jwks: str = Field("", description="auth_mode=jwt: JWKS of the token issuer, a file path or an https:// URL.")
+    auth_jwks_cache_s: float = Field(300.0, description="How long the JWKS is cached before it is read again.")
+    auth_jwks_min_refresh_s: float = Field(
+        30.0, description="An unknown kid re-reads the JWKS (key rotation), at most this often."
+    )
+    auth_jwt_issuer: str = Field("", description="auth_mode=jwt: the required iss claim (no default).")
+    auth_jwt_audience: str = Field("ticket-service", description="The required aud claim.")
+    auth_jwt_max_lifetime_s: int = Field(3600, description="Longest accepted token lifetime (exp - iat).")
+    auth_jwt_leeway_s: float = Field(30.0, description="Clock leeway for exp and iat.")
+    auth_jwt_allow_hs256: bool = Field(
+        False, description="Also accept HS256 tokens signed with auth_jwt_secret (shared secret; discouraged)."
+    )
+    auth_jwt_secret: SecretStr = Field(
+        SecretStr(""), description="Shared HS256 secret (32+ bytes); only with auth_jwt_allow_hs256."
+    )
+    auth_gateway_accounts: list[uuid.UUID] = Field(
+        [], description="User ids (JSON list) of the email-ingest gateway's service accounts, the only "
+        "system actors that may send ticket.ingest_email; empty: any system actor in trust mode, none in jwt.",
+    )
+    kafka_tls: bool = Field(False, description="Connect to Kafka over TLS (implied by a CA or client certificate).")
+    kafka_tls_ca_file: str = Field("", description="PEM CA bundle that signed the brokers' certificates (default: system CAs).")
+    kafka_tls_cert_file: str = Field("", description="PEM client certificate (mutual TLS).")
+    kafka_tls_key_file: str = Field("", description="PEM private key of the client certificate.")
+    kafka_tls_key_password: SecretStr = Field(SecretStr(""), description="Password of the client key, if encrypted.")
+    kafka_tls_check_hostname: bool = Field(True, description="Check that the broker certificate names its host.")
+    kafka_sasl_mechanism: Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "", description="SASL mechanism; empty: no SASL."
+    )
+    kafka_sasl_username: str = Field("", description="SASL user name.")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password.")
     attachment_max_bytes: int = Field(
         25 * 1_048_576, ge=1, description="Largest attachment (size_bytes) a command may reference; larger: validation_error."
     )
@@ -103,6 +132,7 @@ def markdown_table() -> str:
     lines = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         default = "(host name-pid)" if field.default_factory else repr(field.default)
+        default = "''" if isinstance(field.default, SecretStr) else default
         lines.append(f"| `TICKETS_{name.upper()}` | `{default}` | {field.description} |")
     return "\n".join(lines)
 

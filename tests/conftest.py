@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 from types import FrameType
@@ -11,6 +12,10 @@ import pytest
 
 from service.devstack import ensure_topics
 from tests.support.infra import create_database, database_server, drop_database, kafka_server
+
+# Settings built by tests run in trust mode unless a test says otherwise: the service itself refuses
+# to start without an explicit TICKETS_AUTH_MODE.
+os.environ.setdefault("TICKETS_AUTH_MODE", "trust")
 
 
 def pytest_configure(config: pytest.Config) -> None:

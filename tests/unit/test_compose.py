@@ -120,3 +120,29 @@ def test_servers_are_pinned(compose: dict[str, Any]) -> None:
     assert compose["kafka"]["image"].startswith("apache/kafka:")
     assert compose["postgres"]["image"] == "postgres:16"
     assert not any(compose[n]["image"].endswith(":latest") for n in ("kafka", "postgres"))
+
+
+def test_service_runs_jwt_mode_with_the_development_jwks(compose: dict[str, Any],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker compose runs jwt mode against the committed development JWKS (the public half only);
+    `tickets token` mints tokens it accepts with its defaults."""
+    import uuid
+
+    from service.adapters.auth import ActorResolver, mint_token
+    from service.cli import DEV_GATEWAY, DEV_JWT
+
+    service = env(compose["service"])
+    assert service["TICKETS_AUTH_MODE"] == "jwt"
+    mounts = dict(volume.rsplit(":", 1)[0].split(":", 1) for volume in compose["service"]["volumes"])
+    assert mounts == {"./dev/keys/jwks.json": service["TICKETS_AUTH_JWKS"]}  # never the private key
+    for name in ("TICKETS_AUTH_JWT_ISSUER", "TICKETS_AUTH_GATEWAY_ACCOUNTS"):
+        assert service[name] == DEV_JWT[name]
+    for name, value in service.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TICKETS_AUTH_JWKS", str(ROOT / "dev/keys/jwks.json"))  # where compose mounts it from
+    resolver = ActorResolver.from_settings(Settings())
+    assert resolver.gateway_accounts == {uuid.UUID(DEV_GATEWAY)}
+    token = mint_token((ROOT / "dev/keys/dev-private.pem").read_bytes(), sub=uuid.UUID(DEV_GATEWAY), role="system",
+                       kid="tickets-dev-1", issuer="tickets-dev", audience=Settings().auth_jwt_audience)
+    actor = resolver.resolve(None, token)
+    assert actor.user_id == uuid.UUID(DEV_GATEWAY) and resolver.may_ingest_email(actor)
