@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -44,11 +45,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ticket_contracts import queries as q
-from ticket_contracts.answers import AnswerBase, ErrorAnswer, TicketPageAnswer
+from ticket_contracts.answers import AnswerBase, ErrorAnswer, SearchAnswer, TicketPageAnswer
 from ticket_contracts.envelope import Actor as ContractActor
 
 from service.adapters.explain import index_names, plan
-from service.adapters.read_models import reading, ticket_page_statement
+from service.adapters.read_models import reading, search_statement, ticket_page_statement
 from service.domain.values import Actor, Role
 from service.handlers.queries import answer
 from service.handlers.read_model import PageRequest, TicketFilter
@@ -57,7 +58,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DATABASE = "tickets_bench_queries"
 BEFORE_QUERY_INDEXES = "c2f51a414e1e"  # the down_revision of the query-index migration
+QUERY_INDEXES = "a2fdac6c3948"  # the query-index migration; the search documents come after it
 TARGET_DB_P99_MS = 10.0
+TARGET_SEARCH_DB_P99_MS = 50.0
 DEEP_PAGE = 50
 _T0 = time.perf_counter()
 
@@ -108,6 +111,41 @@ FROM generate_series(0, 199) k
 """
 
 
+#: Words of reply bodies; picked with a skew (index = floor(random()² · n)), so the first are in most
+#: tickets and even the last in about a fifth of them.
+VOCABULARY = ("please restart printer network account password invoice refund shipping email login server "
+              "update error screen keyboard monitor battery cable router license backup upgrade billing "
+              "order delivery payment access folder report settings driver install crash freeze sync "
+              "calendar contact phone mobile browser cookie cache proxy firewall certificate domain "
+              "storage quota archive export import schedule meeting device tablet camera audio").split()
+#: Three replies per ticket (reply 3 an internal note for 30 % of tickets): eight vocabulary words, a
+#: part number "partNNNN" of 10,000 (each in ~300 replies: uncommon) and a reference "refXXXXXXX"
+#: (7 hex digits: each in about one reply: rare).
+SEED_REPLIES = """
+INSERT INTO replies (id, ticket_id, author_id, author_role, body, internal, source, created_at)
+SELECT gen_random_uuid(), t.id,
+       CASE WHEN k = 2 THEN t.created_by ELSE coalesce(t.assignee_id, md5('agent-0')::uuid) END,
+       CASE WHEN k = 2 THEN 'customer' ELSE 'agent' END,
+       initcap(v[1 + floor(random() ^ 2 * :nv)::int]) || ' ' || v[1 + floor(random() ^ 2 * :nv)::int] || ' '
+         || v[1 + floor(random() ^ 2 * :nv)::int] || ' the ' || v[1 + floor(random() ^ 2 * :nv)::int] || ', part'
+         || floor(random() * 10000)::int || ' and ' || v[1 + floor(random() ^ 2 * :nv)::int] || ' '
+         || v[1 + floor(random() ^ 2 * :nv)::int] || '. See ref' || substr(md5(t.id::text || k), 1, 7) || ' for '
+         || v[1 + floor(random() ^ 2 * :nv)::int] || ' ' || v[1 + floor(random() ^ 2 * :nv)::int] || '.',
+       k = 3 AND get_byte(decode(md5(t.id::text), 'hex'), 0) < 77, 'web', t.created_at + k * interval '1 hour'
+FROM tickets t
+CROSS JOIN (SELECT CAST(:vocabulary AS text[]) AS v) vocab
+CROSS JOIN generate_series(1, 3) k
+"""
+
+
+#: Every table and index of the data set into the OS page cache (a server with the memory for its
+#: data set has it cached; a freshly seeded one on a shared machine does not).
+PREWARM = """
+SELECT sum(pg_prewarm(c.oid::regclass, 'read')) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname IN ('public', 'pg_toast') AND c.relkind IN ('r', 'i', 't') AND pg_relation_size(c.oid) > 0
+"""
+
+
 def md5_uuid(value: str) -> uuid.UUID:
     """PostgreSQL's ``md5(value)::uuid``."""
     return uuid.UUID(hashlib.md5(value.encode()).hexdigest())
@@ -137,7 +175,8 @@ async def seed(server_url: str, args: argparse.Namespace, report: dict[str, Any]
         async with engine.connect() as conn:
             count = await conn.scalar(text("SELECT count(*) FROM tickets")) if exists and args.reuse else None
         if count == args.tickets:
-            say(f"reusing {DATABASE}: {count:,} tickets")
+            say(f"reusing {DATABASE}: {count:,} tickets; migrating to head")
+            await asyncio.to_thread(upgrade, url)
             report["seed"] = {"reused": True}
             return url
         timings: dict[str, float] = {}
@@ -152,12 +191,19 @@ async def seed(server_url: str, args: argparse.Namespace, report: dict[str, Any]
             thread = await conn.scalar(text(
                 "SELECT id FROM tickets WHERE customer_id = md5('customer-0')::uuid AND deleted_at IS NULL "
                 "ORDER BY created_at DESC LIMIT 1"))
+            say(f"{args.tickets:,} tickets in {time.perf_counter() - started:.1f} s; "
+                f"{3 * args.tickets:,} replies ...")
+            await conn.execute(text(SEED_REPLIES), {"vocabulary": list(VOCABULARY), "nv": len(VOCABULARY)})
             await conn.execute(text(SEED_THREAD), {"ticket_id": thread})
         timings["insert_s"] = time.perf_counter() - started
-        say(f"inserted in {timings['insert_s']:.1f} s; migrating to head (building the query indexes) ...")
+        say(f"inserted in {timings['insert_s']:.1f} s; migrating (building the query indexes) ...")
+        mark = time.perf_counter()
+        await asyncio.to_thread(upgrade, url, QUERY_INDEXES)
+        timings["query_index_migration_s"] = time.perf_counter() - mark
+        say(f"query indexes in {timings['query_index_migration_s']:.1f} s; migrating to head (search documents) ...")
         mark = time.perf_counter()
         await asyncio.to_thread(upgrade, url)
-        timings["query_index_migration_s"] = time.perf_counter() - mark
+        timings["search_migration_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
         async with engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -182,11 +228,13 @@ def contract_actor(actor: Actor) -> ContractActor:
 class Scenarios:
     """Each scenario makes a fresh (actor, query) per sample: random customers and agents."""
 
-    def __init__(self, args: argparse.Namespace, thread_ticket: uuid.UUID, deep: list[tuple[Actor, str]]) -> None:
+    def __init__(self, args: argparse.Namespace, thread_ticket: uuid.UUID, deep: list[tuple[Actor, str]],
+                 words: SearchWords) -> None:
         self.rng = random.Random(7)
         self.args = args
         self.thread_ticket = thread_ticket
         self.deep = deep
+        self.words = words
         self.all: dict[str, Callable[[], tuple[Actor, q.QueryBase]]] = {
             "ticket.my — customer, first page": self.my_customer,
             "ticket.my — agent, first page": self.my_agent,
@@ -195,6 +243,9 @@ class Scenarios:
             "ticket.thread — 200 replies (agent)": self.thread_agent,
             "ticket.thread — 200 replies (customer)": self.thread_customer,
         }
+        for who in ("agent", "customer"):
+            for kind in ("common word", "uncommon word", "rare word", "phrase", "word + filters"):
+                self.all[f"ticket.search — {kind} ({who})"] = lambda who=who, kind=kind: self.search(who, kind)
 
     def _query(self, actor: Actor, kind: type[q.QueryBase], **payload: Any) -> tuple[Actor, q.QueryBase]:
         return actor, kind(actor=contract_actor(actor), payload=payload)  # type: ignore[call-arg]
@@ -213,11 +264,55 @@ class Scenarios:
         return self._query(agent_actor(self.rng.randrange(self.args.agents)), q.ListTickets,
                            status=["new", "open"], priority=["high", "urgent"])
 
+    def search(self, who: str, kind: str) -> tuple[Actor, q.QueryBase]:
+        """An agent searches everything; a customer their own customer's tickets (their rare words
+        are taken from their own tickets, so every search finds something)."""
+        k = self.rng.choice(list(self.words.rare_of))
+        actor = agent_actor(self.rng.randrange(self.args.agents)) if who == "agent" else customer_actor(k)
+        filters: dict[str, Any] = {}
+        if kind == "common word":
+            words = self.rng.choice(self.words.common)
+        elif kind == "uncommon word":
+            words = f"part{self.rng.randrange(10_000)}"
+        elif kind == "rare word":
+            words = self.rng.choice(self.words.rare if who == "agent" else self.words.rare_of[k])
+        elif kind == "phrase":
+            words = self.rng.choice(self.words.phrases)
+        else:
+            words, filters = self.rng.choice(self.words.common), {"status": ["new", "open"],
+                                                                  "priority": ["high", "urgent"]}
+        return self._query(actor, q.SearchTickets, text=words, **filters)
+
     def thread_agent(self) -> tuple[Actor, q.QueryBase]:
         return self._query(agent_actor(0), q.TicketThread, ticket_id=self.thread_ticket)
 
     def thread_customer(self) -> tuple[Actor, q.QueryBase]:
         return self._query(customer_actor(0), q.TicketThread, ticket_id=self.thread_ticket)
+
+
+@dataclasses.dataclass
+class SearchWords:
+    common: list[str]
+    rare: list[str]
+    rare_of: dict[int, list[str]]  # customer k → references in the public replies of their tickets
+    phrases: list[str]
+
+
+async def search_words(engine: AsyncEngine, customers: int) -> SearchWords:
+    """Words for the search scenarios, read from the seeded data."""
+    common = list(VOCABULARY[8:40:4])  # each in ~25-45 % of tickets (skewed picks, 9 a reply)
+    phrases = ['"printer not working"', '"vpn slow"', '"login error"', '"invoice request"']
+    rare_of: dict[int, list[str]] = {}
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(
+            "SELECT t.customer_id, substring(r.body from 'ref[0-9a-f]{7}') FROM replies r JOIN tickets t "
+            "ON t.id = r.ticket_id WHERE NOT r.internal AND t.deleted_at IS NULL AND r.body LIKE '%ref%' "
+            "AND t.customer_id = ANY(:ids)"), {"ids": [md5_uuid(f"customer-{k}") for k in range(min(customers, 200))]})
+        index = {md5_uuid(f"customer-{k}"): k for k in range(customers)}
+        for customer_id, ref in rows:
+            rare_of.setdefault(index[customer_id], []).append(ref)
+    rare = [ref for refs in rare_of.values() for ref in refs]
+    return SearchWords(common, rare, rare_of, phrases)
 
 
 async def ask(engine: AsyncEngine, actor: Actor, query: q.QueryBase) -> AnswerBase:
@@ -259,7 +354,7 @@ async def measure(call: Callable[[], Awaitable[AnswerBase]], count: int, warmup:
         if i >= warmup:
             samples.append(elapsed)
             sizes.append(len(getattr(result, "items", None) or getattr(result, "replies", None) or []))
-            if isinstance(result, TicketPageAnswer):
+            if isinstance(result, TicketPageAnswer | SearchAnswer):
                 totals.append((result.total, result.total_exact))
     figures = stats(samples) | {"mean_items": round(sum(sizes) / len(sizes), 1)}
     if totals:  # what the answers said about the count: range of totals, share of exact ones
@@ -299,8 +394,19 @@ async def plans(engine: AsyncEngine, scenarios: Scenarios) -> dict[str, Any]:
         "ticket.list by updated, status=open (page)": ticket_page_statement(
             TicketFilter(statuses=("open",)), PageRequest("updated", True, None, 25), staff=True),
     }
+    words = scenarios.words
+    k = next(iter(words.rare_of))
+    filtered = TicketFilter(statuses=("new", "open"), priorities=("high", "urgent"))
+    for who, staff, scope in (("agent", True, TicketFilter()),
+                              ("customer", False, TicketFilter(customer_id=md5_uuid(f"customer-{k}")))):
+        for kind, words_, where in (("common word", words.common[0], scope), ("uncommon word", "part4242", scope),
+                                    ("rare word", words.rare_of[k][0], scope), ("phrase", words.phrases[0], scope),
+                                    ("word + filters", words.common[0], dataclasses.replace(
+                                        filtered, customer_id=scope.customer_id))):
+            statements[f"ticket.search {kind} ({who})"] = search_statement(where, words_, None, 20, staff=staff)
     out: dict[str, Any] = {}
     async with engine.connect() as conn:
+        await conn.execute(text("SET plan_cache_mode = force_custom_plan"))  # as the search does
         for name, statement in statements.items():
             node = await plan(conn, statement, analyze=True)
             out[name] = _summary(node)
@@ -395,7 +501,8 @@ def print_table(report: dict[str, Any]) -> None:
         total = (f"{totals['min']:,}–{totals['max']:,} ({totals['exact_share']:.0%} exact)" if totals else "")
         print(f"{name:<64} {db['p50_ms']:>8.2f} {db['p99_ms']:>8.2f} {rt.get('p50_ms', float('nan')):>8.2f} "
               f"{rt.get('p99_ms', float('nan')):>8.2f} {db['mean_items']:>6.0f}  {total}")
-    print(f"(milliseconds; db target p99 ≤ {TARGET_DB_P99_MS:.0f} ms; load average "
+    print(f"(milliseconds; db target p99 ≤ {TARGET_DB_P99_MS:.0f} ms, ticket.search ≤ {TARGET_SEARCH_DB_P99_MS:.0f} ms; "
+          f"load average "
           f"{report['load_average']['start']} → {report['load_average']['end']} on {report['machine']['cores']} cores)")
     print("\nplans (EXPLAIN ANALYZE):")
     for name, summary in report["plans"].items():
@@ -412,13 +519,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             database_url = await seed(server_url, args, report)
             engine = create_async_engine(database_url)
             try:
+                if args.prewarm:
+                    say("prewarming the page cache ...")
+                    async with engine.begin() as conn:
+                        await conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_prewarm"))
+                        await conn.execute(text(PREWARM))
                 async with engine.connect() as conn:
                     thread_ticket = await conn.scalar(text(
-                        "SELECT ticket_id FROM replies GROUP BY ticket_id HAVING count(*) = 200 LIMIT 1"))
+                        "SELECT ticket_id FROM replies GROUP BY ticket_id ORDER BY count(*) DESC LIMIT 1"))
                 say("walking cursors for the deep pages ...")
-                scenarios = Scenarios(args, thread_ticket, await deep_cursors(engine, args.agents))
+                scenarios = Scenarios(args, thread_ticket, await deep_cursors(engine, args.agents),
+                                      await search_words(engine, args.customers))
                 report["plans"] = await plans(engine, scenarios)
                 report["scenarios"] = {}
+                scenarios.all = {k: v for k, v in scenarios.all.items() if args.only in k}
                 for name, make in scenarios.all.items():
                     say(f"db: {name}")
 
@@ -458,6 +572,9 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--samples", type=int, default=400, help="db samples per scenario")
     parser.add_argument("--round-trips", type=int, default=200, help="round trips per scenario (0: skip)")
+    parser.add_argument("--prewarm", action="store_true",
+                        help="read every table and index into the OS page cache first (pg_prewarm 'read')")
+    parser.add_argument("--only", default="", help="run only the scenarios whose name contains this text")
     parser.add_argument("--reuse", action="store_true", help="reuse an already seeded database of the same size")
     parser.add_argument("--keep", action="store_true", help="keep the database on TICKETS_BENCH_DATABASE_URL")
     parser.add_argument("--output", type=Path, default=RESULTS / "queries.json")

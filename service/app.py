@@ -10,23 +10,26 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any, Union
 
 from aiokafka import AIOKafkaProducer
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from opentelemetry.trace import TracerProvider
+from pydantic import Field
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from ticket_contracts import topics
 from ticket_contracts.answers import Answer
+from ticket_contracts.commands import RedactTicket
 from ticket_contracts.events import Event
 from ticket_contracts.kafka_security import KafkaSecurity
-from ticket_contracts.ops import Heartbeat
+from ticket_contracts.ops import ErasureProgress, Heartbeat
 from ticket_contracts.results import CommandResult
 
 from service.adapters.auth import ActorResolver
+from service.adapters.read_models import check_search_config
 from service.entrypoints.kafka_security import check_tls, faststream_security, kafka_security
 from service.adapters.relay import OutboxRelay
 from service.entrypoints.broker import TicketBroker
@@ -102,10 +105,14 @@ def create_app(settings: Settings | None = None, *,
         # No pre-ping (a round trip per checkout): a dead connection fails its statement, which is a
         # transient error the callers retry on a fresh connection.
         # hide_parameters: a database error's message must not carry the statement's values (titles, bodies).
-        rt.engine = create_async_engine(settings.database_url, pool_size=settings.database_pool_size,
-                                        hide_parameters=True)
+        rt.engine = create_async_engine(
+            settings.database_url, pool_size=settings.database_pool_size, hide_parameters=True,
+            # The search triggers build documents with the configuration queries search with.
+            connect_args={"server_settings": {"tickets.search_config": settings.search_text_config}},
+        )
         if settings.check_schema_on_start:
             await check_schema_at_head(rt.engine)
+        await check_search_config(rt.engine, settings.search_text_config)
 
     @app.after_startup
     async def start_background() -> None:
@@ -176,6 +183,9 @@ def create_app(settings: Settings | None = None, *,
     return app, rt
 
 
+OpsMessage = Annotated[Union[Heartbeat, ErasureProgress], Field(discriminator="type")]
+
+
 def relay_producer(settings: Settings, security: KafkaSecurity) -> AIOKafkaProducer:
     """The relay's own aiokafka producer (not started), with the same TLS/SASL as the broker."""
     return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, max_batch_size=1 << 20,
@@ -189,8 +199,12 @@ def _declare_outputs(broker: KafkaBroker) -> None:
                      description="Domain events keyed by ticket id, in ticket_version order per ticket.")
     broker.publisher(topics.COMMAND_RESULTS, schema=CommandResult, title=topics.COMMAND_RESULTS,
                      description="Exactly one outcome per distinct command; also sent to the command's reply_to.")
-    broker.publisher(topics.OPS, schema=Heartbeat, title=topics.OPS,
-                     description="Periodic heartbeat of each instance, keyed by instance id.")
+    broker.publisher(topics.OPS, schema=OpsMessage, title=topics.OPS,
+                     description="Periodic heartbeat of each instance, keyed by instance id; progress of each "
+                     "user erasure (ops.erasure_progress), keyed by user id.")
+    broker.publisher(topics.COMMANDS, schema=RedactTicket, title=f"{topics.COMMANDS} (erasure)",
+                     description="ticket.redact commands the service issues itself for a user.erased, keyed by "
+                     "ticket id (docs/erasure.md).")
     broker.publisher("reply_to", schema=Answer, title="query answers (reply_to)",
                      description="Answers to queries, sent to the topic named in the query's reply_to header.")
     for topic in topics.INPUT_TOPICS:

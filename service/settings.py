@@ -115,6 +115,22 @@ class Settings(BaseSettings):
         "beyond it ticket.ingest_email is rate_limited, replies still pass.",
     )
     check_schema_on_start: bool = Field(True, description="Refuse to start unless the schema is at head.")
+    search_text_config: str = Field(
+        "english", pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$",
+        description="PostgreSQL text search configuration of ticket.search (e.g. english, german, simple); "
+        "changing it needs the documents rebuilt (docs/queries.md).",
+    )
+    erasure_customer_scope: Literal["user", "customer"] = Field(
+        "user", description="On user.erased of a customer user: redact the tickets that user created (user) or "
+        "every ticket of their customer (customer); their words on other tickets go either way.",
+    )
+    erasure_actor_id: uuid.UUID = Field(
+        uuid.UUID("00000000-0000-4000-8000-00000000e4a5"),
+        description="user_id of the system actor of the ticket.redact commands an erasure issues.",
+    )
+    erasure_actor_token: str = Field(
+        "", description="auth_mode=jwt: a signed token of that system actor, sent with those commands.",
+    )
     data_dir: str = Field(".data", description="Embedded stack: where PostgreSQL keeps its data.")
 
     @field_validator("reply_to_pattern")

@@ -7,6 +7,8 @@ from .answers import (
     ErrorAnswer,
     HistoryAnswer,
     HistoryEntry,
+    SearchAnswer,
+    SearchItem,
     TicketAnswer,
     TicketPageAnswer,
     ThreadAnswer,
@@ -27,6 +29,7 @@ from .commands import (
     RecordAttachmentScan,
     RecordOutboundEmail,
     MergeTicket,
+    RedactTicket,
     RestoreTicket,
     SetFollowers,
     UpdateTicket,
@@ -36,20 +39,21 @@ from .envelope import Actor, Message, Request, new_id, utcnow
 from .errors import ReasonCode
 from .events import Event, EventBase, parse_event
 from .model import Channel, Priority, ReplySource, Role, Status
-from .ops import Heartbeat
+from .ops import ErasureProgress, Heartbeat
 from .queries import (
     GetTicket,
     ListTickets,
     MyTickets,
     Query,
     QueryBase,
+    SearchTickets,
     TicketHistory,
     TicketThread,
     TicketTimeEntries,
     parse_query,
 )
 from .results import CommandResult, parse_result
-from .users import UserDeactivated, UserEvent, UserUpserted, parse_user_event
+from .users import UserDeactivated, UserErased, UserEvent, UserUpserted, parse_user_event
 from .views import ReplyView, TicketSnapshot, TicketView, TimeEntryView
 
 __all__ = [
@@ -67,6 +71,7 @@ __all__ = [
     "CommandResult",
     "CreateTicket",
     "DeleteTicket",
+    "ErasureProgress",
     "ErrorAnswer",
     "Event",
     "EventBase",
@@ -86,6 +91,7 @@ __all__ = [
     "ReasonCode",
     "RecordAttachmentScan",
     "RecordOutboundEmail",
+    "RedactTicket",
     "ReplySource",
     "ReplyView",
     "Request",
@@ -93,6 +99,9 @@ __all__ = [
     "Role",
     "ScanStatus",
     "ScanVerdict",
+    "SearchAnswer",
+    "SearchItem",
+    "SearchTickets",
     "SetFollowers",
     "Status",
     "ThreadAnswer",
@@ -107,6 +116,7 @@ __all__ = [
     "TimeEntryView",
     "UpdateTicket",
     "UserDeactivated",
+    "UserErased",
     "UserEvent",
     "UserUpserted",
     "new_id",

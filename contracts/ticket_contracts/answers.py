@@ -32,6 +32,23 @@ class TicketPageAnswer(AnswerBase):
     total_exact: bool = Field(True, description="False when the count was estimated on a very large match.")
 
 
+class SearchItem(TicketView):
+    """A ticket as ``ticket.list`` shows it, with how well it matched and where."""
+
+    rank: float = Field(description="ts_rank of the match (higher is better); from what the asker may see only.")
+    snippet: str = Field(description=(
+        "Up to two fragments of the matching text, HTML-escaped, matches wrapped in <mark>…</mark>; "
+        "from what the asker may see only."))
+
+
+class SearchAnswer(AnswerBase):
+    type: Literal["ticket.search.answer"] = "ticket.search.answer"
+    items: list[SearchItem]
+    next_cursor: str | None
+    total: int
+    total_exact: bool = Field(True, description="False when the count was estimated on a very large match.")
+
+
 class ThreadAnswer(AnswerBase):
     type: Literal["ticket.thread.answer"] = "ticket.thread.answer"
     ticket_id: uuid.UUID
@@ -71,7 +88,7 @@ class ErrorAnswer(AnswerBase):
 
 
 Answer = Annotated[
-    Union[TicketAnswer, TicketPageAnswer, ThreadAnswer, HistoryAnswer, TimeEntriesAnswer, ErrorAnswer],
+    Union[TicketAnswer, TicketPageAnswer, SearchAnswer, ThreadAnswer, HistoryAnswer, TimeEntriesAnswer, ErrorAnswer],
     Field(discriminator="type"),
 ]
 answer_adapter: TypeAdapter[Answer] = TypeAdapter(Answer)

@@ -159,6 +159,16 @@ class MergeTicketPayload(TicketPayload):
     reason: Reason | None = None
 
 
+class RedactTicketPayload(TicketPayload):
+    """Erase the words of a ticket (admins and ``system`` actors; closed and deleted tickets too)."""
+
+    author_id: uuid.UUID | None = Field(None, description=(
+        "Only what this user wrote on the ticket: their replies and time-entry notes, their words in the "
+        "history, and the title, description or status reason when they wrote the current one. "
+        "Absent: the whole ticket (title, description, status reason, every reply, note and attachment "
+        "reference, its e-mail identifiers and its history's content)."))
+
+
 EmailId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=998)]
 #: Email bodies are accepted up to this many characters; longer ones are rejected by the service.
 EMAIL_BODY_MAX = 200_000
@@ -247,6 +257,11 @@ class MergeTicket(CommandBase):
     payload: MergeTicketPayload
 
 
+class RedactTicket(CommandBase):
+    type: Literal["ticket.redact"] = "ticket.redact"
+    payload: RedactTicketPayload
+
+
 class IngestEmail(CommandBase):
     type: Literal["ticket.ingest_email"] = "ticket.ingest_email"
     payload: IngestEmailPayload
@@ -282,6 +297,7 @@ Command = Annotated[
         RecordAttachmentScan,
         RecordOutboundEmail,
         MergeTicket,
+        RedactTicket,
     ],
     Field(discriminator="type"),
 ]

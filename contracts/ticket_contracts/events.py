@@ -116,6 +116,13 @@ class MergeReceivedPayload(EventPayload):
     from_number: str
 
 
+class RedactedPayload(EventPayload):
+    """No content: downstream copies of the words must go (see docs/operations.md)."""
+
+    author_id: uuid.UUID | None = Field(None, description=(
+        "Set: only what this user wrote was redacted. Null: the whole ticket's text."))
+
+
 class TicketCreated(EventBase):
     type: Literal["ticket.created"] = "ticket.created"
     payload: TicketCreatedPayload
@@ -176,6 +183,11 @@ class TicketMergeReceived(EventBase):
     payload: MergeReceivedPayload
 
 
+class TicketRedacted(EventBase):
+    type: Literal["ticket.redacted"] = "ticket.redacted"
+    payload: RedactedPayload
+
+
 Event = Annotated[
     Union[
         TicketCreated,
@@ -190,6 +202,7 @@ Event = Annotated[
         TicketAttachmentScanned,
         TicketMerged,
         TicketMergeReceived,
+        TicketRedacted,
     ],
     Field(discriminator="type"),
 ]

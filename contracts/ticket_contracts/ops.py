@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field
@@ -26,3 +27,17 @@ class Heartbeat(Message):
     )
     relay_active: bool = Field(description="Whether this instance holds the relay lock.")
     ready: bool
+
+
+class ErasureProgress(Message):
+    """Progress of one ``user.erased``: published when it is planned, after each chunk of
+    ``ticket.redact`` commands is on the commands topic, and when all are (``done``)."""
+
+    type: Literal["ops.erasure_progress"] = "ops.erasure_progress"
+    sent_at: Annotated[AwareDatetime, Field(default_factory=utcnow)]
+    instance_id: str
+    user_id: uuid.UUID
+    tickets_to_redact: int = Field(description="Tickets redacted whole (created by the user, or their customer's).")
+    tickets_with_authored_content: int = Field(description="Other tickets where only the user's words go.")
+    commands_sent: int
+    done: bool

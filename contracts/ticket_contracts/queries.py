@@ -6,12 +6,14 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Literal, Union
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
 from .envelope import Request
 from .model import Priority, Status
 
 PAGE_MAX = 100
+SEARCH_PAGE_MAX = 50
+SEARCH_TEXT_MAX = 200
 
 
 class SortField(StrEnum):
@@ -47,6 +49,31 @@ class ListTicketsParams(PageParams):
     created_to: AwareDatetime | None = None
     text: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(None, description="Text in the title.")
     include_deleted: bool = Field(False, description="Admins only.")
+
+
+class TicketFilterParams(QueryParams):
+    """The filters of ``ticket.list`` (without its title ``text``), for ``ticket.search``."""
+
+    status: list[Status] | None = None
+    priority: list[Priority] | None = None
+    category_id: uuid.UUID | None = None
+    assignee_id: uuid.UUID | None = None
+    unassigned: bool = False
+    customer_id: uuid.UUID | None = Field(None, description="Staff only.")
+    created_from: AwareDatetime | None = None
+    created_to: AwareDatetime | None = None
+    include_deleted: bool = Field(False, description="Admins only.")
+
+
+SearchText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=SEARCH_TEXT_MAX)]
+
+
+class SearchTicketsParams(TicketFilterParams):
+    text: SearchText = Field(description=(
+        'Web-search syntax: words (all must occur), "a phrase", -excluded, OR. Matches title, description and '
+        "public replies; internal notes for staff only."))
+    page_size: Annotated[int, Field(ge=1, le=SEARCH_PAGE_MAX)] = 20
+    cursor: str | None = Field(None, description="Opaque; from the previous page's next_cursor.")
 
 
 class MyTicketsParams(PageParams):
@@ -88,6 +115,13 @@ class MyTickets(QueryBase):
     payload: MyTicketsParams = MyTicketsParams()
 
 
+class SearchTickets(QueryBase):
+    """Full-text search; newest matching ticket first (see docs/queries.md)."""
+
+    type: Literal["ticket.search"] = "ticket.search"
+    payload: SearchTicketsParams
+
+
 class TicketThread(QueryBase):
     type: Literal["ticket.thread"] = "ticket.thread"
     payload: ThreadParams
@@ -104,7 +138,7 @@ class TicketTimeEntries(QueryBase):
 
 
 Query = Annotated[
-    Union[GetTicket, ListTickets, MyTickets, TicketThread, TicketHistory, TicketTimeEntries],
+    Union[GetTicket, ListTickets, MyTickets, SearchTickets, TicketThread, TicketHistory, TicketTimeEntries],
     Field(discriminator="type"),
 ]
 query_adapter: TypeAdapter[Query] = TypeAdapter(Query)

@@ -38,7 +38,15 @@ class UserDeactivated(UserEventBase):
     payload: UserPayload
 
 
-UserEvent = Annotated[Union[UserUpserted, UserDeactivated], Field(discriminator="type")]
+class UserErased(UserEventBase):
+    """GDPR art. 17: forget this person. The service redacts their tickets and words and drops
+    their e-mail address from its replica (docs/operations.md)."""
+
+    type: Literal["user.erased"] = "user.erased"
+    payload: UserPayload
+
+
+UserEvent = Annotated[Union[UserUpserted, UserDeactivated, UserErased], Field(discriminator="type")]
 user_event_adapter: TypeAdapter[UserEvent] = TypeAdapter(UserEvent)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from service.domain.attachments import Attachment
 from service.domain.events import DomainEvent
+from service.domain.redaction import Redaction
 from service.domain.ticket import Reply, Ticket, TimeEntry
 from service.handlers.messages import Result, Stamp
 
@@ -37,6 +38,8 @@ class Rows:
     attachments: list[Attachment] = field(default_factory=list)
     #: Stored attachments whose scan status changed.
     scans: list[Attachment] = field(default_factory=list)
+    #: ``ticket.redact``: what to scrub beyond the aggregates' own fields (adapters/redaction.py).
+    redactions: list[Redaction] = field(default_factory=list)
 
 
 class BatchChanges:
@@ -98,6 +101,7 @@ class BatchChanges:
         for ticket_id in self._dirty:
             ticket = self._tickets[ticket_id]
             new_replies, new_entries = ticket.take_children()
+            rows.redactions.extend(ticket.take_redactions())
             rows.replies.extend(new_replies)
             rows.time_entries.extend(new_entries)
             new_files, scanned = ticket.take_attachments()

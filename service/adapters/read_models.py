@@ -15,10 +15,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, any_, bindparam, func, literal, null, select, tuple_
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    null,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, REGCONFIG, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from ticket_contracts.answers import HistoryEntry
+from ticket_contracts.answers import HistoryEntry, SearchItem
 from ticket_contracts.views import ReplyView, TicketView, TimeEntryView
 
 from service.handlers.read_model import SORT_KEYS, PageRequest, SortKey, TicketFilter, Total
@@ -28,6 +42,7 @@ from .explain import limited_input, plan
 from .rows import attachment_from_row
 
 t, r, te, ev, at = tables.tickets, tables.replies, tables.time_entries, tables.ticket_events, tables.attachments
+s = tables.ticket_search
 
 #: The most planner cost units a count may take. A capped count of 10,001 entries of a partial index
 #: (index-only) costs ~800; a count that must read thousands of heap pages costs far more and gets
@@ -41,19 +56,41 @@ _CUSTOMER_COLUMNS = [t.c[name] for name in _VIEW_FIELDS] + [null().label("time_s
 _TEXT_ARRAY = ARRAY(tables.Text())
 _UUID_ARRAY = ARRAY(UUID(as_uuid=True))
 
+#: The text search configuration when none is given (TICKETS_SEARCH_TEXT_CONFIG's default).
+DEFAULT_SEARCH_CONFIG = "english"
+#: ts_headline reads at most this many characters of a ticket (title, description, then up to
+#: SNIPPET_REPLIES replies of SNIPPET_REPLY_CHARS each, in thread order): snippets cost the same on
+#: a ticket with a thousand replies as on one with three.
+SNIPPET_SOURCE_CHARS = 20_000
+SNIPPET_REPLIES = 50
+SNIPPET_REPLY_CHARS = 4_000
+SNIPPET_OPTIONS = ("StartSel=<mark>, StopSel=</mark>, MaxFragments=2, MaxWords=20, MinWords=6, "
+                   "FragmentDelimiter=\" … \"")
+
 
 @asynccontextmanager
-async def reading(engine: AsyncEngine) -> AsyncIterator[SqlTicketReads]:
+async def reading(engine: AsyncEngine, search_config: str = DEFAULT_SEARCH_CONFIG) -> AsyncIterator[SqlTicketReads]:
     """A read model on one connection, in a read-only snapshot (REPEATABLE READ)."""
     async with engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         async with conn.begin():
-            yield SqlTicketReads(conn)
+            yield SqlTicketReads(conn, search_config)
+
+
+async def check_search_config(engine: AsyncEngine, config: str) -> None:
+    """Refuse to start with a text search configuration PostgreSQL does not have (every write of
+    a ticket's text would fail otherwise)."""
+    async with engine.connect() as conn:
+        found = await conn.scalar(text(
+            "SELECT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = split_part(:config, '.', -1))"), {"config": config})
+    if not found:
+        raise ValueError(f"TICKETS_SEARCH_TEXT_CONFIG: PostgreSQL has no text search configuration {config!r}")
 
 
 class SqlTicketReads:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, search_config: str = DEFAULT_SEARCH_CONFIG) -> None:
         self._conn = conn
+        self._search_config = search_config
 
     async def ticket(self, ticket_id: uuid.UUID, *, staff: bool) -> TicketView | None:
         row = (await self._conn.execute(select(*_columns(staff)).where(t.c.id == ticket_id))).first()
@@ -91,8 +128,30 @@ class SqlTicketReads:
         3. Otherwise run it. At most ``cap`` rows: the exact total. More: the larger of the
            estimate and ``cap + 1``, ``exact=False``.
         """
-        capped = select(func.count()).select_from(
-            select(literal(1)).select_from(t).where(*conditions(where)).limit(cap + 1).subquery())
+        return await self._count(select(literal(1)).select_from(t).where(*conditions(where)), cap)
+
+    async def search(self, where: TicketFilter, text: str, after: SortKey | None, limit: int, *,
+                     staff: bool) -> list[SearchItem]:
+        """Up to ``limit + 1`` matches, newest first, after ``after`` (created_at, id)."""
+        await self._custom_plans()
+        stmt = search_statement(where, text, after, limit, staff=staff, config=self._search_config)
+        return [SearchItem.model_validate(dict(row._mapping)) for row in await self._conn.execute(stmt)]
+
+    async def search_count(self, where: TicketFilter, text: str, cap: int, *, staff: bool) -> Total:
+        """Like :meth:`count`, for the matches of a search."""
+        await self._custom_plans()
+        query = _tsquery(text, self._search_config)
+        matching = (select(literal(1)).select_from(t.join(s, s.c.ticket_id == t.c.id))
+                    .where(*conditions(where), _document(staff).bool_op("@@")(query)))
+        return await self._count(matching, cap)
+
+    async def _custom_plans(self) -> None:
+        """Plan every search statement for its own words: a generic plan (which asyncpg's prepared
+        statements get after five runs) cannot tell a rare word from a common one."""
+        await self._conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+    async def _count(self, matching: Select[Any], cap: int) -> Total:
+        capped = select(func.count()).select_from(matching.limit(cap + 1).subquery())
         node = await plan(self._conn, capped)
         below = limited_input(node)
         estimate = int(below["Plan Rows"]) if below is not None else 0
@@ -160,6 +219,50 @@ def ticket_page_statement(where: TicketFilter, page: PageRequest, *, staff: bool
     if page.after is not None:
         stmt = stmt.where(_beyond(keys, page.after, page.descending))
     return stmt.order_by(*(k.desc() if page.descending else k.asc() for k in keys)).limit(page.limit + 1)
+
+
+def search_statement(where: TicketFilter, text: str, after: SortKey | None, limit: int, *, staff: bool,
+                     config: str = DEFAULT_SEARCH_CONFIG) -> Select[Any]:
+    """The statement :meth:`SqlTicketReads.search` runs (public for EXPLAIN in tests and benchmarks).
+
+    Staff match ``staff_doc``; everyone else ``public_doc``, which holds no internal note — so the
+    match, the rank and the snippet of a customer's search cannot depend on one. Newest first by
+    (created_at, id), which never change: a keyset walk is stable under concurrent writes. Rank and
+    snippet are computed for the page's rows only.
+    """
+    query = _tsquery(text, config)
+    doc = _document(staff)
+    page = (select(*_columns(staff), func.ts_rank(doc, query).label("rank"))
+            .select_from(t.join(s, s.c.ticket_id == t.c.id))
+            .where(*conditions(where), doc.bool_op("@@")(query)))
+    keys = [t.c.created_at, t.c.id]
+    if after is not None:
+        page = page.where(_beyond(keys, after, descending=True))
+    hits = page.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit + 1).subquery("hits")
+    replies = (select(func.left(r.c.body, SNIPPET_REPLY_CHARS).label("body"))
+               .where(r.c.ticket_id == hits.c.id, *([] if staff else [r.c.internal.is_(False)]))
+               .order_by(r.c.created_at, r.c.id).limit(SNIPPET_REPLIES).correlate(hits).subquery("thread"))
+    thread = select(func.string_agg(replies.c.body, literal("\n"))).scalar_subquery()
+    source = func.left(func.concat_ws("\n", hits.c.title, hits.c.description, thread), SNIPPET_SOURCE_CHARS)
+    snippet = func.ts_headline(cast(literal(config), REGCONFIG), _html_escaped(source), _tsquery(text, config),
+                               literal(SNIPPET_OPTIONS))
+    return (select(*(hits.c[c.key] for c in _columns(staff)), cast(hits.c.rank, Float).label("rank"),
+                   snippet.label("snippet"))
+            .order_by(hits.c.created_at.desc(), hits.c.id.desc()))
+
+
+def _tsquery(text: str, config: str) -> ColumnElement[Any]:
+    return func.websearch_to_tsquery(cast(literal(config), REGCONFIG), literal(text, Text))
+
+
+def _document(staff: bool) -> Any:
+    return s.c.staff_doc if staff else s.c.public_doc
+
+
+def _html_escaped(value: Any) -> Any:
+    for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+        value = func.replace(value, char, entity)
+    return value
 
 
 def _columns(staff: bool) -> list[Any]:

@@ -23,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR, UUID
 
 metadata = MetaData(
     naming_convention={
@@ -85,6 +85,20 @@ Index("ix_tickets_assignee_created", tickets.c.assignee_id, tickets.c.created_at
 Index("ix_tickets_status_created", tickets.c.status, tickets.c.created_at, tickets.c.id, postgresql_where=_LIVE)
 Index("ix_tickets_category_created", tickets.c.category_id, tickets.c.created_at, tickets.c.id, postgresql_where=_LIVE)
 Index("ix_tickets_title_trgm", tickets.c.title, postgresql_using="gin", postgresql_ops={"title": "gin_trgm_ops"})
+
+#: Full-text search documents, one row per ticket, kept current by triggers (migration 9e332d8961c3):
+#: ``public_doc`` = title (A), description (B), public replies (C) — all a customer's search reads;
+#: ``staff_doc`` = the same plus internal notes (D). Apart from ``tickets`` so that updates that change
+#: no text never rewrite the documents or their GIN entries. See docs/queries.md.
+ticket_search = Table(
+    "ticket_search",
+    metadata,
+    Column("ticket_id", UUID(as_uuid=True), ForeignKey("tickets.id"), primary_key=True),
+    Column("public_doc", TSVECTOR, nullable=False),
+    Column("staff_doc", TSVECTOR, nullable=False),
+    Index("ix_ticket_search_public", "public_doc", postgresql_using="gin"),
+    Index("ix_ticket_search_staff", "staff_doc", postgresql_using="gin"),
+)
 
 replies = Table(
     "replies",
@@ -207,4 +221,29 @@ email_messages = Table(
     Column("outbound", Boolean, nullable=False, server_default=text("false")),
     Index("ix_email_messages_new_tickets", "from_address", "created_at",
           postgresql_where=text("reply_id IS NULL AND ticket_id IS NOT NULL AND NOT outbound")),
+)
+
+#: One row per erased user (``user.erased``): the plan's size and progress. Ids only.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("user_id", UUID(as_uuid=True), primary_key=True),
+    Column("message_id", UUID(as_uuid=True), nullable=False),
+    Column("requested_at", TZ, nullable=False),
+    Column("tickets_whole", Integer, nullable=False),
+    Column("tickets_authored", Integer, nullable=False),
+    Column("commands_sent", Integer, nullable=False, server_default=text("0")),
+    Column("done_at", TZ),
+)
+
+#: The ``ticket.redact`` commands of an erasure: sent_at is set once the broker has them.
+erasure_commands = Table(
+    "erasure_commands",
+    metadata,
+    Column("user_id", UUID(as_uuid=True), ForeignKey("erasures.user_id"), primary_key=True),
+    Column("ticket_id", UUID(as_uuid=True), primary_key=True),
+    Column("author_only", Boolean, nullable=False),
+    Column("command_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("sent_at", TZ),
+    Index("ix_erasure_commands_unsent", "user_id", postgresql_where=text("sent_at IS NULL")),
 )

@@ -32,6 +32,7 @@ from service.handlers.unit_of_work import ConstraintViolation, StoredResult
 
 from . import tables as t
 from .batch_changes import BatchChanges
+from .redaction import carry_out
 from .rows import (
     TICKET_COLUMNS,
     attachment_from_row,
@@ -202,6 +203,8 @@ class SqlUnitOfWork(BatchChanges):
                 await c.execute(insert(t.processed_commands), rows.inbox)
             if rows.emails:
                 await c.execute(insert(t.email_messages), rows.emails)
+            if rows.redactions:  # last: scrubs what this batch wrote too
+                await carry_out(c, rows.redactions)
             if rows.events or rows.inbox:
                 await c.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
             assert self._tx is not None

@@ -23,6 +23,7 @@ FOLLOWERS_CHANGED = "ticket.followers_changed"
 ATTACHMENT_SCANNED = "ticket.attachment_scanned"
 TICKET_MERGED = "ticket.merged"
 MERGE_RECEIVED = "ticket.merge_received"
+TICKET_REDACTED = "ticket.redacted"
 
 
 @dataclass(slots=True)

@@ -48,6 +48,12 @@ def check_admin(actor: Actor, action: str) -> None:
         raise Forbidden(f"only admins may {action}")
 
 
+def check_redactor(actor: Actor) -> None:
+    """Redaction erases people's words for good: admins, and service accounts (erasure)."""
+    if actor.role not in (Role.ADMIN, Role.SYSTEM):
+        raise Forbidden("only admins and service accounts may redact tickets")
+
+
 def check_not_system(actor: Actor, action: str) -> None:
     if actor.role is Role.SYSTEM:
         raise Forbidden(f"service accounts may not {action}")

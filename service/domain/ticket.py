@@ -27,7 +27,8 @@ from .errors import (
     TicketNotFound,
 )
 from .followers import MAX_FOLLOWERS, check_follower_change, may_add, may_follow
-from .policy import check_admin, check_not_system, check_reply, check_staff, check_update_fields
+from .policy import check_admin, check_not_system, check_redactor, check_reply, check_staff, check_update_fields
+from .redaction import MARKER, Redaction
 from .status import check_not_closed, check_transition, is_reopening
 from .values import Actor, DirectoryUser, Role, Status
 
@@ -96,6 +97,8 @@ class Ticket:
     #: Attachments added since loading, and stored ones whose scan status changed (by id).
     new_attachments: list[Attachment] = field(default_factory=list, repr=False)
     scanned_attachments: dict[uuid.UUID, Attachment] = field(default_factory=dict, repr=False)
+    #: Redactions to carry out beyond this object's own fields (replies, notes, history, e-mail ids).
+    redactions: list[Redaction] = field(default_factory=list, repr=False)
 
     # ---- creation -------------------------------------------------------------------------
     @classmethod
@@ -280,6 +283,28 @@ class Ticket:
         target.merged_from = [*target.merged_from, self.id]
         target._record(ev.MERGE_RECEIVED, now, {"from_ticket_id": self.id, "from_number": self.number})
 
+
+    def redact(self, actor: Actor, author_id: uuid.UUID | None, now: datetime, expected_version: int | None) -> None:
+        """Erase the ticket's words (or only ``author_id``'s); closed and deleted tickets too.
+
+        The ticket's own text fields change here; its replies, time-entry notes, e-mail ids and
+        history are scrubbed by the unit of work (``redactions``). Always recorded, so that every
+        accepted redaction tells downstream services to drop their copies; repeating it changes
+        no data."""
+        check_redactor(actor)
+        self._check_version(expected_version)
+        if author_id is None:
+            self.title = self.description = MARKER
+            if self.status_reason is not None:
+                self.status_reason = MARKER
+            self.email_message_id = None
+        self.redactions.append(Redaction(self.id, author_id))
+        self._record(ev.TICKET_REDACTED, now, {"author_id": author_id})
+
+    def take_redactions(self) -> list[Redaction]:
+        out, self.redactions = self.redactions, []
+        return out
+
     # ---- helpers --------------------------------------------------------------------------
     def _attach(self, uploads: Iterable[Upload], *, reply_id: uuid.UUID | None, internal: bool,
                 now: datetime) -> list[Attachment]:
@@ -368,6 +393,7 @@ class Ticket:
         clone.pending, clone.new_replies = list(self.pending), list(self.new_replies)
         clone.new_time_entries = list(self.new_time_entries)
         clone.new_attachments, clone.scanned_attachments = list(self.new_attachments), dict(self.scanned_attachments)
+        clone.redactions = list(self.redactions)
         return clone
 
 

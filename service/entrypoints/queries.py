@@ -95,7 +95,7 @@ def query_router(rt: Runtime) -> KafkaRouter:
         query, actor = item.query, item.actor
 
         async def attempt() -> AnswerBase:
-            async with concurrency, reading(rt.engine) as reads:
+            async with concurrency, reading(rt.engine, s.search_text_config) as reads:
                 return await answer(query, actor, reads)
 
         try:

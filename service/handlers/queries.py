@@ -11,6 +11,7 @@ pages after it, so it is the number of matching tickets when the walk started.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from ticket_contracts import queries as q
 from ticket_contracts.answers import (
     AnswerBase,
     HistoryAnswer,
+    SearchAnswer,
     ThreadAnswer,
     TicketAnswer,
     TicketPageAnswer,
@@ -50,18 +52,46 @@ async def get_ticket(query: q.GetTicket, actor: Actor, reads: TicketReads) -> Ti
 
 async def list_tickets(query: q.ListTickets, actor: Actor, reads: TicketReads) -> TicketPageAnswer:
     p = query.payload
+    return await _page(query, p, _filter(p, actor, title_contains=p.text), actor, reads)
+
+
+async def search_tickets(query: q.SearchTickets, actor: Actor, reads: TicketReads) -> SearchAnswer:
+    """Full-text search with the filters of ``ticket.list``, newest match first.
+
+    Staff search internal notes too; a customer's search runs on a document without them, so
+    they cannot change what it matches, its ranks, its snippets or its total."""
+    p = query.payload
+    where = _filter(p, actor)
+    fingerprint = hashlib.sha256(f"search|{where.fingerprint()}|{actor.is_staff}|{p.text}".encode()).hexdigest()[:16]
+    cursor = decode_page(p.cursor, "created", True, fingerprint) if p.cursor else None
+    rows = await reads.search(where, p.text, cursor.after if cursor else None, p.page_size, staff=actor.is_staff)
+    items, more = rows[: p.page_size], len(rows) > p.page_size
+    if cursor is not None:
+        total = cursor.total
+    elif not more:
+        total = Total(len(items), exact=True)
+    else:
+        total = await reads.search_count(where, p.text, COUNT_CAP, staff=actor.is_staff)
+    next_cursor = encode_page("created", True, (items[-1].created_at, items[-1].id), fingerprint,
+                              total) if more else None
+    return SearchAnswer(**_reply_to(query), items=items, next_cursor=next_cursor, total=total.value,
+                        total_exact=total.exact)
+
+
+def _filter(p: q.ListTicketsParams | q.TicketFilterParams, actor: Actor, title_contains: str | None = None
+            ) -> TicketFilter:
+    """The filters of a listing or a search, with the actor's scope applied."""
     check_may_see_deleted(actor, p.include_deleted)
     if p.unassigned and p.assignee_id is not None:
         raise InvalidInput("payload: give assignee_id or unassigned, not both")
     if p.created_from and p.created_to and p.created_from > p.created_to:
         raise InvalidInput("payload.created_from: after created_to")
-    where = TicketFilter(
+    return TicketFilter(
         customer_id=customer_scope(actor, p.customer_id), assignee_id=p.assignee_id, unassigned=p.unassigned,
         statuses=_values(p.status), priorities=_values(p.priority), category_id=p.category_id,
-        created_from=p.created_from, created_to=p.created_to, title_contains=p.text,
+        created_from=p.created_from, created_to=p.created_to, title_contains=title_contains,
         include_deleted=p.include_deleted,
     )
-    return await _page(query, p, where, actor, reads)
 
 
 async def my_tickets(query: q.MyTickets, actor: Actor, reads: TicketReads) -> TicketPageAnswer:
@@ -112,6 +142,7 @@ HANDLERS: dict[str, Handler] = {
     "ticket.get": get_ticket,
     "ticket.list": list_tickets,
     "ticket.my": my_tickets,
+    "ticket.search": search_tickets,
     "ticket.thread": ticket_thread,
     "ticket.history": ticket_history,
     "ticket.time_entries": ticket_time_entries,

@@ -13,7 +13,7 @@ from dataclasses import astuple, dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from ticket_contracts.answers import HistoryEntry
+from ticket_contracts.answers import HistoryEntry, SearchItem
 from ticket_contracts.views import ReplyView, TicketView, TimeEntryView
 
 from service.domain.values import PRIORITY_RANK
@@ -79,6 +79,14 @@ class TicketReads(Protocol):
 
     async def count(self, where: TicketFilter, cap: int) -> Total:
         """How many tickets match: exact up to ``cap``, an estimate above."""
+
+    async def search(self, where: TicketFilter, text: str, after: SortKey | None, limit: int, *,
+                     staff: bool) -> list[SearchItem]:
+        """Up to ``limit + 1`` tickets matching ``text`` (web-search syntax), newest first by
+        (created_at, id) after ``after``; staff match internal notes too, nobody else does."""
+
+    async def search_count(self, where: TicketFilter, text: str, cap: int, *, staff: bool) -> Total:
+        """How many tickets match the search: exact up to ``cap``, an estimate above."""
 
     async def replies(self, ticket_id: uuid.UUID, *, internal: bool, after: SortKey | None,
                       limit: int) -> list[ReplyView]:

@@ -311,6 +311,10 @@ def restore(actor: ContractActor, ticket_id: uuid.UUID, **extra: Any) -> Incomin
     return incoming(c.RestoreTicket(actor=actor, payload={"ticket_id": ticket_id, **extra}))
 
 
+def redact(actor: ContractActor, ticket_id: uuid.UUID, **extra: Any) -> Incoming:
+    return incoming(c.RedactTicket(actor=actor, payload={"ticket_id": ticket_id, **extra}))
+
+
 async def run(uow: FakeUnitOfWork, *items: Incoming) -> list[Outcome]:
     """One batch through the real batch handler, in one unit of work (raises if it cannot commit)."""
     return await handle_batch(list(items), uow)

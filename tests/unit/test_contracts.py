@@ -33,6 +33,7 @@ VALID = {
     "ticket.log_time": ({"ticket_id": TICKET, "entry_id": str(uuid.uuid4()), "minutes": 5}, c.LogTime),
     "ticket.delete": ({"ticket_id": TICKET, "reason": "spam"}, c.DeleteTicket),
     "ticket.restore": ({"ticket_id": TICKET}, c.RestoreTicket),
+    "ticket.redact": ({"ticket_id": TICKET, "author_id": TICKET}, c.RedactTicket),
     "ticket.ingest_email": ({"email_message_id": "<a@b>", "from_address": "a@b.example", "body": "hi",
                              "received_at": "2026-01-01T00:00:00Z"}, c.IngestEmail),
     "ticket.set_followers": ({"ticket_id": TICKET, "add": [str(uuid.uuid4())]}, c.SetFollowers),
@@ -160,8 +161,8 @@ def test_json_schemas_cover_every_message_kind() -> None:
     command_types = set(VALID)
     event_types = {f"ticket.{t}" for t in ("created", "updated", "status_changed", "assigned", "reply_added",
                                            "time_logged", "deleted", "restored", "merged", "merge_received",
-                                           "followers_changed", "attachment_scanned")}
-    query_types = {f"ticket.{t}" for t in ("get", "list", "my", "thread", "history", "time_entries")}
+                                           "followers_changed", "attachment_scanned", "redacted")}
+    query_types = {f"ticket.{t}" for t in ("get", "list", "my", "search", "thread", "history", "time_entries")}
     for name, types in (("command", command_types), ("event", event_types), ("query", query_types)):
         mapping = schemas[name]["discriminator"]["mapping"]
         assert set(mapping) == types, name

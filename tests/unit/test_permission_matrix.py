@@ -34,6 +34,7 @@ from .fakes import (
     delete,
     incoming,
     log_time,
+    redact,
     reply,
     restore,
     run_one,
@@ -68,7 +69,11 @@ WHO_MAY = {
     "delete": ADMIN_ONLY,
     "restore": ADMIN_ONLY,
     "merge": STAFF,                  # into an open ticket of the same customer
+    "redact": {Role.ADMIN, Role.SYSTEM},         # closed and deleted tickets too
+    "redact-author": {Role.ADMIN, Role.SYSTEM},  # only one user's words
 }
+#: Commands an admin (and for redaction a service account) may send to a deleted ticket.
+ON_DELETED = {"restore": {ADMIN}, "redact": {ADMIN, SYSTEM}, "redact-author": {ADMIN, SYSTEM}}
 #: SPEC §5: closed is final — no replies, edits, status changes, assignment or time entries.
 BLOCKED_WHEN_CLOSED = {"update-title", "update-priority", "change-status", "assign", "reply-public",
                        "reply-internal", "log-time", "merge"}
@@ -93,8 +98,8 @@ def expected(actor: str, command: str, state: State) -> str:
         return "not_found"
     if actor == CUSTOMER_OTHER:
         return "not_found"  # another customer's ticket: not_found, never forbidden
-    if state.deleted and not (command == "restore" and actor == ADMIN):
-        return "not_found"  # deleted: invisible to every command but an admin's restore
+    if state.deleted and actor not in ON_DELETED.get(command, ()):
+        return "not_found"  # deleted: invisible to every command but an admin's restore (and redaction)
     if ROLE[actor] not in WHO_MAY[command]:
         return "forbidden"  # acting outside one's role
     if state.status is Status.CLOSED and command in BLOCKED_WHEN_CLOSED:
@@ -120,6 +125,8 @@ def command_for(command: str, sender: ContractActor, ticket_id: uuid.UUID, statu
         "delete": lambda: delete(sender, ticket_id, reason="duplicate"),
         "restore": lambda: restore(sender, ticket_id),
         "merge": lambda: incoming(MergeTicket(actor=sender, payload={"ticket_id": ticket_id, "into_ticket_id": other})),
+        "redact": lambda: redact(sender, ticket_id),
+        "redact-author": lambda: redact(sender, ticket_id, author_id=uuid.uuid4()),
     }
     return builders[command]()
 

@@ -40,7 +40,7 @@ def decode(value: bytes | None, resolver: ActorResolver = TRUST, **record: Any) 
 
 
 def test_every_query_type_of_the_contract_is_known() -> None:
-    assert QUERY_TYPES == {"ticket.get", "ticket.list", "ticket.my", "ticket.thread", "ticket.history",
+    assert QUERY_TYPES == {"ticket.get", "ticket.list", "ticket.my", "ticket.search", "ticket.thread", "ticket.history",
                            "ticket.time_entries"}
 
 
