@@ -4,7 +4,6 @@ service in ``jwt`` mode verifying tokens against a JWKS file of a test identity 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,10 +19,9 @@ from ticket_contracts.kafka_security import KafkaSecurity
 from service.app import running
 from service.devstack import EmbeddedKafka, ensure_topics
 from service.devstack.kafka import free_port
-from service.migrate import upgrade
 from service.runtime import Runtime
 from tests.e2e.conftest import e2e_settings
-from tests.support.infra import create_database, drop_database
+from tests.support.infra import migrated_database
 from tests.support.tls import CertificateAuthority, TlsProxy
 
 ISSUER = "https://id.example.test"
@@ -76,10 +74,8 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> IdentityProvider:
 
 @pytest.fixture(scope="package")
 async def secure_database(database_server_url: str) -> AsyncIterator[str]:
-    url = await create_database(database_server_url)
-    await asyncio.to_thread(upgrade, url)
-    yield url
-    await drop_database(database_server_url, url)
+    async with migrated_database(database_server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="package")

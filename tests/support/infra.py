@@ -7,13 +7,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from sqlalchemy import text
@@ -118,3 +119,16 @@ async def fresh_topics(
     copies = {topic: f"{topic}.{suffix}" for topic in topics}
     await ensure_topics(bootstrap, copies.values(), partitions=partitions)
     return copies
+
+
+@asynccontextmanager
+async def migrated_database(server_url: str) -> AsyncIterator[str]:
+    """A fresh database migrated to head for the block, dropped afterwards."""
+    from service.migrate import upgrade
+
+    url = await create_database(server_url)
+    try:
+        await asyncio.to_thread(upgrade, url)  # Alembic runs its own event loop
+        yield url
+    finally:
+        await drop_database(server_url, url)

@@ -4,7 +4,6 @@ rendered both as console text and as JSON, from before the service starts."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -18,10 +17,9 @@ from ticket_contracts.client import TicketClient
 from service.app import running
 from service.devstack import EmbeddedKafka, ensure_topics
 from service.logging import configure_logging
-from service.migrate import upgrade
 from service.runtime import Runtime
 from tests.e2e.conftest import e2e_settings
-from tests.support.infra import create_database, drop_database
+from tests.support.infra import migrated_database
 from tests.support.streams import TopicReader
 
 #: In the settings of the service under attack; no log may ever show it.
@@ -67,10 +65,8 @@ def attack_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="package")
 async def attack_database(database_server_url: str) -> AsyncIterator[str]:
-    url = await create_database(database_server_url)
-    await asyncio.to_thread(upgrade, url)
-    yield url
-    await drop_database(database_server_url, url)
+    async with migrated_database(database_server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="package")
