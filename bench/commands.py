@@ -241,7 +241,7 @@ class Servers:
             await asyncio.to_thread(upgrade, url)  # Alembic runs its own event loop
         else:
             await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "service.cli", "migrate"], check=True,
-                                    cwd=root, env=os.environ | {"TICKETS_DATABASE_URL": url, "PYTHONPATH": str(root)},
+                                    cwd=root, env=os.environ | {"TICKETS_DATABASE_URL": url, "PYTHONPATH": _python_path(root)},
                                     capture_output=True)
         return url
 
@@ -682,7 +682,7 @@ async def service_target(run: Run, stack: contextlib.AsyncExitStack) -> tuple[Ta
     }, run.scratch / "service.log")
     if root is not None:  # an A/B run of a changed service: import it (and its migrations) from there
         system.cwd = root
-        system.env["PYTHONPATH"] = str(root)
+        system.env["PYTHONPATH"] = _python_path(root)
     stack.callback(_keep_log, system.log)
     stack.callback(system.stop)
 
@@ -913,6 +913,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(scratch, ignore_errors=True)
     figures["total_seconds"] = round(time.perf_counter() - started, 1)
     return figures
+
+
+def _python_path(root: Path) -> str:
+    """The other checkout's service and its own contracts package, ahead of the installed ones."""
+    return os.pathsep.join([str(root), str(root / "contracts")])
 
 
 def main() -> None:

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
         description="Identifies this instance in heartbeats and logs.",
     )
     fetch_max_wait_ms: int = Field(10, description="Consumer fetch wait; ~10 ms suits low latency.")
+    user_events_fetch_wait_ms: int = Field(
+        500, ge=1, description="Fetch wait and empty-poll pause of the user-directory subscriber: directory changes "
+        "need no 10 ms latency, and polling less keeps an idle instance cheap.",
+    )
     batch_max_records: int = Field(200, description="Most commands handled in one transaction.")
     batch_timeout_ms: int = Field(
         10, description="How long one poll for a batch waits (FastStream also pauses this long after an empty poll)."

@@ -18,9 +18,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import any_, bindparam, func, insert, select, text, update
+import asyncpg
+from sqlalchemy import Table, any_, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
@@ -188,29 +191,70 @@ class SqlUnitOfWork(BatchChanges):
             if rows.changed_tickets:
                 await c.execute(_UPDATE_TICKET, [{"b_" + k: v for k, v in ticket_to_row(x).items()}
                                                  for x in rows.changed_tickets])
-            if rows.replies:
-                await c.execute(insert(t.replies), [reply_to_row(r) for r in rows.replies])
-            if rows.time_entries:
-                await c.execute(insert(t.time_entries), [time_entry_to_row(e) for e in rows.time_entries])
-            if rows.attachments:
+            # One round trip for the bulk of the batch: replies, time entries, history, inbox, NOTIFY.
+            await _insert_all(await self._driver(), [
+                (t.replies, [reply_to_row(r) for r in rows.replies]),
+                (t.time_entries, [time_entry_to_row(e) for e in rows.time_entries]),
+                (t.ticket_events, rows.events),
+                (t.processed_commands, rows.inbox),
+            ], notify=bool(rows.events or rows.inbox))
+            if rows.attachments:  # after the replies they belong to
                 await c.execute(insert(t.attachments), [attachment_to_row(a) for a in rows.attachments])
             if rows.scans:
                 await c.execute(_UPDATE_SCAN, [{"b_id": a.id, "b_scan_status": a.scan_status, "b_scanner": a.scanner,
                                                 "b_scanned_at": a.scanned_at} for a in rows.scans])
-            if rows.events:
-                await c.execute(insert(t.ticket_events), rows.events)
-            if rows.inbox:
-                await c.execute(insert(t.processed_commands), rows.inbox)
             if rows.emails:
                 await c.execute(insert(t.email_messages), rows.emails)
             if rows.redactions:  # last: scrubs what this batch wrote too
                 await carry_out(c, rows.redactions)
-            if rows.events or rows.inbox:
-                await c.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
             assert self._tx is not None
             await self._tx.commit()
         except IntegrityError as refused:
             raise ConstraintViolation(type(refused.orig).__name__) from refused
+        except asyncpg.IntegrityConstraintViolationError as refused:  # from the multi-row inserts
+            raise ConstraintViolation(type(refused).__name__) from refused
+
+    async def _driver(self) -> asyncpg.Connection:
+        """The asyncpg connection under this unit of work's transaction (for multi-row inserts)."""
+        raw = await self.conn.get_raw_connection()
+        return raw.driver_connection  # type: ignore[return-value]
+
+
+_PG = postgresql.dialect()
+
+
+async def _insert_all(driver: asyncpg.Connection, inserts: list[tuple[Table, list[dict[str, Any]]]], *,
+                      notify: bool) -> None:
+    """Every row of every table in ONE statement: a data-modifying CTE per table, each
+    ``INSERT … SELECT * FROM unnest($1::type[], …)`` (one array parameter per column), and the
+    relay's NOTIFY as the final SELECT. One plan, one round trip, one firing of each statement
+    trigger, whatever the number of rows. Constraints (unique keys, foreign keys) are checked at
+    the end of the statement, so the order of the tables does not matter."""
+    present = [(table, rows) for table, rows in inserts if rows]
+    if not present and not notify:
+        return
+    shape = tuple((table.name, tuple(rows[0])) for table, rows in present) + ((("notify",),) if notify else ())
+    sql = _STATEMENTS.get(shape)
+    if sql is None:
+        sql = _STATEMENTS[shape] = _combined_insert([(table, tuple(rows[0])) for table, rows in present], notify)
+    arrays = [[row[name] for row in rows] for _, rows in present for name in rows[0]]
+    await driver.execute(sql, *arrays)
+
+
+def _combined_insert(tables: list[tuple[Table, tuple[str, ...]]], notify: bool) -> str:
+    ctes, number = [], 0
+    for table, columns in tables:
+        arrays = []
+        for name in columns:
+            number += 1
+            arrays.append(f"${number}::{table.c[name].type.compile(dialect=_PG)}[]")
+        ctes.append(f"{table.name}_rows AS (INSERT INTO {table.name} ({', '.join(columns)}) "
+                    f"SELECT * FROM unnest({', '.join(arrays)}))")
+    final = f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')" if notify else "SELECT 1"
+    return (f"WITH {', '.join(ctes)} " if ctes else "") + final
+
+
+_STATEMENTS: dict[tuple[Any, ...], str] = {}
 
 
 _UPDATE_TICKET = (

@@ -25,15 +25,17 @@ from .lag import Rebalances
 log = get_logger(__name__)
 
 
-def batch_subscription(rt: Runtime, topic: str, group: str, description: str) -> dict[str, Any]:
+def batch_subscription(rt: Runtime, topic: str, group: str, description: str, *,
+                       wait_ms: int | None = None) -> dict[str, Any]:
     """The subscription every input uses: batches, its own consumer group starting at the earliest
     offset, manual acknowledgement (never ACK_FIRST), raw records, no automatic reply, and
-    rebalances counted (see :mod:`.lag`)."""
+    rebalances counted (see :mod:`.lag`). ``wait_ms``: this subscriber's fetch wait and pause after
+    an empty poll, instead of the low-latency ``fetch_max_wait_ms`` / ``batch_timeout_ms``."""
     settings = rt.settings
     group_id = f"{settings.consumer_group}.{group}"
     return dict(
         group_id=group_id, listener=Rebalances(group_id, rt.metrics, rt.progress), batch=True, max_records=settings.batch_max_records,
-        batch_timeout_ms=settings.batch_timeout_ms, fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        batch_timeout_ms=wait_ms or settings.batch_timeout_ms, fetch_max_wait_ms=wait_ms or settings.fetch_max_wait_ms,
         auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, parser=tolerant_headers, decoder=raw_records,
         no_reply=True,  # the handlers publish what they answer; FastStream would also send their None
         title=topic, description=description,

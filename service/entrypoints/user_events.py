@@ -27,7 +27,8 @@ def user_events_router(rt: Runtime) -> KafkaRouter:
     dead_letters = DeadLetters(rt.broker, rt.metrics)
 
     @router.subscriber(topics.USER_EVENTS, **batch_subscription(
-        rt, topics.USER_EVENTS, "user_events", "User directory changes from the identity service, keyed by user id."))
+        rt, topics.USER_EVENTS, "user_events", "User directory changes from the identity service, keyed by user id.",
+        wait_ms=s.user_events_fetch_wait_ms))
     @documented_per_record(UserEvent)
     async def on_user_events(body: list[UserEvent]) -> None:
         records: tuple[Any, ...] = body  # type: ignore[assignment]
