@@ -34,6 +34,7 @@ from service.entrypoints.kafka_security import check_tls, faststream_security, k
 from service.adapters.relay import OutboxRelay
 from service.entrypoints.broker import TicketBroker
 from service.entrypoints.commands import command_router
+from service.entrypoints.fetch_waits import FetchWaits
 from service.entrypoints.health import heartbeat_loop, measure_outbox, serve_http
 from service.entrypoints.lag import LagMonitor, monitor_loop
 from service.entrypoints.queries import query_router
@@ -139,6 +140,9 @@ def create_app(settings: Settings | None = None, *,
         tasks.append(asyncio.create_task(
             monitor_loop(monitor, settings.monitor_interval_s, lambda: measure_outbox(rt)), name="monitor"))
         tasks.append(asyncio.create_task(heartbeat_loop(rt), name="heartbeat"))
+        rt.fetch_waits = FetchWaits(broker.subscribers, busy_ms=settings.batch_timeout_ms,
+                                    idle_ms=settings.idle_fetch_wait_ms)
+        tasks.append(asyncio.create_task(rt.fetch_waits.run(), name="fetch waits"))
         if settings.http_port:
             servers.append(await serve_http(rt))
         await _joined(broker, timeout_s=30.0)

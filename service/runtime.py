@@ -32,6 +32,7 @@ class Runtime:
     tracer_provider: TracerProvider = field(default_factory=NoOpTracerProvider)
     progress: Progress = field(default_factory=Progress)
     lag_monitor: Any = None  # service.entrypoints.lag.LagMonitor, once started
+    fetch_waits: Any = None  # service.entrypoints.fetch_waits.FetchWaits, once started
     shutdown_deadline: float | None = None  # event-loop time by which shutdown must be done
     reply_topics: ReplyTopics = field(init=False)
 

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         500, ge=1, description="Fetch wait and empty-poll pause of the user-directory subscriber: directory changes "
         "need no 10 ms latency, and polling less keeps an idle instance cheap.",
     )
+    idle_fetch_wait_ms: int = Field(
+        250, ge=0, description="Fetch wait of the command and query subscribers after a second without records "
+        "(idle instances poll less); the first batch restores TICKETS_FETCH_MAX_WAIT_MS. 0: never switch.",
+    )
     batch_max_records: int = Field(200, description="Most commands handled in one transaction.")
     batch_timeout_ms: int = Field(
         10, description="How long one poll for a batch waits (FastStream also pauses this long after an empty poll)."

@@ -81,6 +81,8 @@ async def raw_records(msg: Any, original: Any = None) -> Any:
 
 async def ack_after(rt: Runtime, work: Callable[[], Awaitable[None]], *, what: str) -> None:
     message = rt.broker.context.get_local("message")
+    if rt.fetch_waits is not None:
+        rt.fetch_waits.saw_batch(message.consumer)
     try:
         await work()
     except Exception as error:
