@@ -31,6 +31,7 @@ from ticket_contracts.results import CommandResult
 from service.adapters.auth import ActorResolver
 from service.adapters.read_models import check_search_config
 from service.entrypoints.kafka_security import check_tls, faststream_security, kafka_security
+from service.adapters.partitioning import partition_for
 from service.adapters.relay import OutboxRelay
 from service.entrypoints.broker import TicketBroker
 from service.entrypoints.commands import command_router
@@ -194,7 +195,8 @@ def relay_producer(settings: Settings, security: KafkaSecurity) -> AIOKafkaProdu
     """The relay's own aiokafka producer (not started), with the same TLS/SASL as the broker."""
     return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, max_batch_size=1 << 20,
                             max_request_size=settings.producer_max_request_bytes,
-                            client_id=f"ticket-service-relay-{settings.instance_id}", **security.client_kwargs())
+                            client_id=f"ticket-service-relay-{settings.instance_id}", partitioner=partition_for,
+                            **security.client_kwargs())
 
 
 def _declare_outputs(broker: KafkaBroker) -> None:
