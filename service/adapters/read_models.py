@@ -140,10 +140,8 @@ class SqlTicketReads:
     async def search_count(self, where: TicketFilter, text: str, cap: int, *, staff: bool) -> Total:
         """Like :meth:`count`, for the matches of a search."""
         await self._custom_plans()
-        query = _tsquery(text, self._search_config)
-        matching = (select(literal(1)).select_from(t.join(s, s.c.ticket_id == t.c.id))
-                    .where(*conditions(where), _document(staff).bool_op("@@")(query)))
-        return await self._count(matching, cap)
+        source, matches, _ = _matching(where, _tsquery(text, self._search_config), staff=staff)
+        return await self._count(select(literal(1)).select_from(source).where(*matches), cap)
 
     async def _custom_plans(self) -> None:
         """Plan every search statement for its own words: a generic plan (which asyncpg's prepared
@@ -227,28 +225,57 @@ def search_statement(where: TicketFilter, text: str, after: SortKey | None, limi
 
     Staff match ``staff_doc``; everyone else ``public_doc``, which holds no internal note — so the
     match, the rank and the snippet of a customer's search cannot depend on one. Newest first by
-    (created_at, id), which never change: a keyset walk is stable under concurrent writes. Rank and
-    snippet are computed for the page's rows only.
+    (created_at, id), which never change: a keyset walk is stable under concurrent writes. The
+    matches are found and ordered on ``ticket_search`` alone when the filters allow it
+    (:func:`_matching`); ``tickets`` is then read for the page's rows only, and rank and snippet are
+    computed for those.
     """
     query = _tsquery(text, config)
-    doc = _document(staff)
-    page = (select(*_columns(staff), func.ts_rank(doc, query).label("rank"))
-            .select_from(t.join(s, s.c.ticket_id == t.c.id))
-            .where(*conditions(where), doc.bool_op("@@")(query)))
-    keys = [t.c.created_at, t.c.id]
+    source, matches, keys = _matching(where, query, staff=staff)
+    found = (select(keys[0].label("created_at"), keys[1].label("ticket_id"), _document(staff).label("doc"))
+             .select_from(source).where(*matches))
     if after is not None:
-        page = page.where(_beyond(keys, after, descending=True))
-    hits = page.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit + 1).subquery("hits")
+        found = found.where(_beyond(keys, after, descending=True))
+    found_page = found.order_by(keys[0].desc(), keys[1].desc()).limit(limit + 1).subquery("found")
+    hits = (select(*_columns(staff), func.ts_rank(found_page.c.doc, query).label("rank"))
+            .select_from(found_page.join(t, t.c.id == found_page.c.ticket_id)).subquery("hits"))
     replies = (select(func.left(r.c.body, SNIPPET_REPLY_CHARS).label("body"))
                .where(r.c.ticket_id == hits.c.id, *([] if staff else [r.c.internal.is_(False)]))
                .order_by(r.c.created_at, r.c.id).limit(SNIPPET_REPLIES).correlate(hits).subquery("thread"))
     thread = select(func.string_agg(replies.c.body, literal("\n"))).scalar_subquery()
-    source = func.left(func.concat_ws("\n", hits.c.title, hits.c.description, thread), SNIPPET_SOURCE_CHARS)
-    snippet = func.ts_headline(cast(literal(config), REGCONFIG), _html_escaped(source), _tsquery(text, config),
+    source_text = func.left(func.concat_ws("\n", hits.c.title, hits.c.description, thread), SNIPPET_SOURCE_CHARS)
+    snippet = func.ts_headline(cast(literal(config), REGCONFIG), _html_escaped(source_text), _tsquery(text, config),
                                literal(SNIPPET_OPTIONS))
     return (select(*(hits.c[c.key] for c in _columns(staff)), cast(hits.c.rank, Float).label("rank"),
                    snippet.label("snippet"))
             .order_by(hits.c.created_at.desc(), hits.c.id.desc()))
+
+
+def _matching(where: TicketFilter, query: ColumnElement[Any], *, staff: bool,
+              ) -> tuple[Any, list[ColumnElement[bool]], list[Any]]:
+    """The FROM, WHERE and (created_at, id) sort keys of a search's matches.
+
+    ``ticket_search`` has copies of the ticket's ``created_at``, ``customer_id`` and ``deleted_at``
+    (migration d6420cf6a748). A search filtered by those only is answered on that table: walked
+    newest first on ``ix_ticket_search_created`` (a customer's on ``ix_ticket_search_customer_created``)
+    checking each document, or its GIN matches sorted there — no ``tickets`` row is read for a ticket
+    that does not make the page. A filter on anything else (status, priority, assignee, category,
+    title) is answered on ``tickets`` joined with the documents, sorted by the ticket's columns (their
+    indexes yield the filtered tickets newest first). Both orders are the same (equal values)."""
+    match = _document(staff).bool_op("@@")(query)
+    if where.assignee_id is None and not (where.unassigned or where.statuses or where.priorities
+                                          or where.category_id is not None or where.title_contains):
+        on_documents: list[ColumnElement[bool]] = [match]
+        if not where.include_deleted:
+            on_documents.append(s.c.deleted_at.is_(None))
+        if where.customer_id is not None:
+            on_documents.append(s.c.customer_id == where.customer_id)
+        if where.created_from is not None:
+            on_documents.append(s.c.created_at >= where.created_from)
+        if where.created_to is not None:
+            on_documents.append(s.c.created_at < where.created_to)
+        return s, on_documents, [s.c.created_at, s.c.ticket_id]
+    return t.join(s, s.c.ticket_id == t.c.id), [*conditions(where), match], [t.c.created_at, t.c.id]
 
 
 def _tsquery(text: str, config: str) -> ColumnElement[Any]:

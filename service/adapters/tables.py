@@ -96,8 +96,15 @@ ticket_search = Table(
     Column("ticket_id", UUID(as_uuid=True), ForeignKey("tickets.id"), primary_key=True),
     Column("public_doc", TSVECTOR, nullable=False),
     Column("staff_doc", TSVECTOR, nullable=False),
+    # Copies of the ticket's columns, kept equal by triggers (migration d6420cf6a748): the newest-first
+    # walk, the sort of GIN matches and a customer's scope stay on this table.
+    Column("created_at", TZ, nullable=False),
+    Column("customer_id", UUID(as_uuid=True), nullable=False),
+    Column("deleted_at", TZ),
     Index("ix_ticket_search_public", "public_doc", postgresql_using="gin"),
     Index("ix_ticket_search_staff", "staff_doc", postgresql_using="gin"),
+    Index("ix_ticket_search_created", "created_at", "ticket_id"),
+    Index("ix_ticket_search_customer_created", "customer_id", "created_at", "ticket_id"),
 )
 
 replies = Table(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -293,6 +294,33 @@ async def test_a_huge_thread_stops_growing_its_document_and_keeps_working(engine
     assert ids(await search(engine, me, needle)) == {tid}
 
 
+async def test_the_documents_copy_the_tickets_order_scope_and_deletion(engine: AsyncEngine) -> None:
+    """created_at, customer_id and deleted_at of ticket_search equal the ticket's through create,
+    delete and restore (the walks and sorts on ticket_search rely on them), whoever writes them."""
+    me, admin, needle = customer(), await add_staff(engine, Role.ADMIN), word()
+    tid = uuid.uuid4()
+    await run(engine, me, create(tid, title=f"Copy {needle}"))
+
+    async def copies_equal() -> bool:
+        async with engine.connect() as conn:
+            return bool(await conn.scalar(text(
+                "SELECT (s.created_at, s.customer_id, s.deleted_at) IS NOT DISTINCT FROM "
+                "(t.created_at, t.customer_id, t.deleted_at) FROM tickets t JOIN ticket_search s ON s.ticket_id = t.id "
+                "WHERE t.id = :t"), {"t": tid}))
+
+    assert await copies_equal()
+    await run(engine, admin, (c.DeleteTicket, {"ticket_id": tid, "reason": "spam"}))
+    assert await copies_equal()
+    assert ids(await search(engine, admin, needle)) == set()
+    assert ids(await search(engine, admin, needle, include_deleted=True)) == {tid}
+    await run(engine, admin, (c.RestoreTicket, {"ticket_id": tid}))
+    assert await copies_equal() and ids(await search(engine, me, needle)) == {tid}
+    async with engine.begin() as conn:  # another writer moving the ticket (the service never does)
+        await conn.execute(text("UPDATE tickets SET created_at = created_at - interval '1 day', "
+                                "customer_id = gen_random_uuid() WHERE id = :t"), {"t": tid})
+    assert await copies_equal() and ids(await search(engine, me, needle)) == set()
+
+
 # ---- plans --------------------------------------------------------------------------------------
 
 
@@ -309,3 +337,35 @@ async def test_a_search_uses_its_gin_index(engine: AsyncEngine, staff: bool) -> 
 
     assert ("ix_ticket_search_staff" if staff else "ix_ticket_search_public") in index_names(node)
     assert ("ix_ticket_search_public" if staff else "ix_ticket_search_staff") not in index_names(node)
+
+
+def _relations(node: dict[str, Any]) -> set[str]:
+    found = {node["Relation Name"]} if "Relation Name" in node else set()
+    for child in node.get("Plans", ()):
+        found |= _relations(child)
+    return found
+
+
+def _limits(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return ([node] if node["Node Type"] == "Limit" else []) + [
+        limit for child in node.get("Plans", ()) for limit in _limits(child)]
+
+
+@pytest.mark.parametrize(("staff", "where", "on_documents"), [
+    (True, TicketFilter(), True), (False, TicketFilter(customer_id=uuid.uuid4()), True),
+    (True, TicketFilter(include_deleted=True, created_from=datetime(2026, 1, 1, tzinfo=UTC)), True),
+    (True, TicketFilter(statuses=("open",)), False), (False, TicketFilter(priorities=("low", "high")), False)])
+async def test_a_search_filtered_by_the_copies_only_finds_its_page_on_the_documents_alone(
+    engine: AsyncEngine, staff: bool, where: TicketFilter, on_documents: bool,
+) -> None:
+    """Filtered by deletion, customer and creation time only, the matches are found, ordered and cut
+    to the page on ticket_search: tickets is joined above the LIMIT, for the page's rows only,
+    whatever plan the planner picks. Status, priority, … are on tickets only: it is read below."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        node = await plan(conn, search_statement(where, "printer", None, 20, staff=staff), analyze=True)
+
+    page = _limits(node)[0]
+    assert "ticket_search" in _relations(page)
+    assert ("tickets" not in _relations(page)) is on_documents
+    assert "tickets" in _relations(node)
