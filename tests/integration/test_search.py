@@ -21,7 +21,7 @@ from ticket_contracts import queries as q
 from ticket_contracts.answers import SearchAnswer
 
 from service.adapters.explain import index_names, plan
-from service.adapters.read_models import search_statement
+from service.adapters.read_models import reading, search_statement
 from service.domain.values import Actor, Role
 from service.handlers.read_model import TicketFilter
 from tests.integration.test_read_models import add_staff, ask, create, customer, query, run
@@ -319,6 +319,20 @@ async def test_the_documents_copy_the_tickets_order_scope_and_deletion(engine: A
         await conn.execute(text("UPDATE tickets SET created_at = created_at - interval '1 day', "
                                 "customer_id = gen_random_uuid() WHERE id = :t"), {"t": tid})
     assert await copies_equal() and ids(await search(engine, me, needle)) == set()
+
+
+@pytest.mark.parametrize(("config", "found"), [("english", True), ("pg_catalog.english", True), ("simple", False)])
+async def test_the_search_reads_with_its_text_configuration(engine: AsyncEngine, config: str, found: bool) -> None:
+    """The configuration reaches the query as a regconfig parameter: the documents are English
+    ('printing' stored as 'print'), so an unstemmed 'simple' query of 'printing' misses."""
+    me, needle = customer(), word()
+    tid = uuid.uuid4()
+    await run(engine, me, create(tid, title=f"{needle} printing"))
+
+    async with reading(engine, config) as reads:
+        items = await reads.search(TicketFilter(customer_id=me.customer_id), f"{needle} printing", None, 20,
+                                   staff=False)
+    assert [i.id for i in items] == ([tid] if found else [])
 
 
 # ---- plans --------------------------------------------------------------------------------------
