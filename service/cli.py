@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -33,13 +33,22 @@ DEV_JWT = {
 }
 
 
+def event_loop_runner(settings: Settings) -> Any:
+    """``asyncio.run``, or uvloop's equivalent when TICKETS_EVENT_LOOP says uvloop (the default)."""
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.run
+    return asyncio.run
+
+
 def _run_service(settings: Settings) -> None:
     from service.adapters.auth import AuthConfigError
     from service.entrypoints.kafka_security import KafkaTlsError
     from service.app import run_service
 
     try:
-        asyncio.run(run_service(settings))
+        event_loop_runner(settings)(run_service(settings))
     except (AuthConfigError, KafkaTlsError) as error:
         sys.exit(f"tickets: {error}")
     except KeyboardInterrupt:  # run_service handles signals itself; this covers a second Ctrl-C

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         description="Identifies this instance in heartbeats and logs.",
     )
     fetch_max_wait_ms: int = Field(10, description="Consumer fetch wait; ~10 ms suits low latency.")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="Event loop of `tickets run`: uvloop (libuv, less CPU per message) or Python's own asyncio loop.",
+    )
     user_events_fetch_wait_ms: int = Field(
         500, ge=1, description="Fetch wait and empty-poll pause of the user-directory subscriber: directory changes "
         "need no 10 ms latency, and polling less keeps an idle instance cheap.",
