@@ -76,8 +76,8 @@ EVENTS_PER_SCRIPT = 10  # the agent's first reply and the customer's reply on a 
 _T0 = time.perf_counter()
 
 
-#: The idle phase: settle, then measure (the service lengthens its fetch waits after 1 s idle).
-IDLE_SETTLE_S, IDLE_SECONDS = 1.5, 3.0
+#: The idle phase: settle, then measure (the service lengthens its fetch waits after 10 s idle).
+IDLE_SETTLE_S, IDLE_SECONDS = 11.0, 3.0
 
 
 def say(text: str) -> None:

@@ -3,9 +3,10 @@
 Low latency needs a short fetch wait (``TICKETS_FETCH_MAX_WAIT_MS``, 10 ms): the embedded broker
 answers an empty fetch only when the wait is over, and aiokafka sends the next fetch at once, so an
 idle consumer costs about a hundred fetch round trips a second, and FastStream's batch loop wakes
-every ``batch_timeout_ms`` on top. With nothing to read for ``IDLE_AFTER_S`` a subscriber switches
+every ``batch_timeout_ms`` on top. With nothing to read for ``IDLE_AFTER_S`` (10 s: longer than the
+pauses of bursty traffic, much shorter than a quiet hour) a subscriber switches
 to ``TICKETS_IDLE_FETCH_WAIT_MS`` for both; the first batch it gets switches it back. The price: the
-first command or query after an idle second may wait up to that long once more (docs/operations.md).
+first command or query after such a pause may wait up to twice that long, once (docs/operations.md).
 
 aiokafka reads the wait from its fetcher for every request it builds, and FastStream reads its
 batch timeout on every poll, so changing the two attributes takes effect on the next poll; both are
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-IDLE_AFTER_S = 1.0
+IDLE_AFTER_S = 10.0
 
 
 class FetchWaits:

@@ -1,4 +1,4 @@
-"""An idle instance polls less: after a second without records the command and query subscribers
+"""An idle instance polls less: after 10 s without records the command and query subscribers
 fetch with the long idle wait, and the first batch brings back the short one (issue 12: idle cost).
 Read through the subscribers' consumers, i.e. what aiokafka puts in its next FetchRequest."""
 
@@ -26,7 +26,7 @@ async def test_an_idle_command_subscriber_waits_longer_and_the_first_command_res
 ) -> None:
     s = service.settings
     commands = _subscriber(service, topics.COMMANDS)
-    await eventually(lambda: _fetch_wait(commands) == s.idle_fetch_wait_ms, timeout=15,
+    await eventually(lambda: _fetch_wait(commands) == s.idle_fetch_wait_ms, timeout=40,
                      what="the idle command subscriber to switch to the idle fetch wait")
     assert commands.batch_timeout_ms == s.idle_fetch_wait_ms  # type: ignore[attr-defined]
     assert service.fetch_waits is not None
