@@ -7,7 +7,7 @@ PostgreSQL, batch after batch, in this process — to see where a batch's time g
 
 Prints (and saves to --output) per command: wall time, process CPU, the SQL statements issued and
 their share of the wall time, and the server-side CPU of the batch's PostgreSQL backend (from
-/proc, when the server runs on this machine). Decoding is measured apart from the bus. No relay
+/proc, when the server runs on this machine; 0 otherwise). Decoding is measured apart from the bus. No relay
 runs: the outbox rows stay unpublished, as they would during a drain before the relay catches up.
 Without --database-url an embedded PostgreSQL is started.
 """
@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import json
 import os
 import random
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -30,49 +30,25 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.commands import Cast, asyncpg_dsn, insert_users, workload
+from bench.commands import Cast, Servers, _proc_cpu, asyncpg_dsn, insert_users, workload
 from service.adapters.auth import ActorResolver
 from service.adapters.unit_of_work import SqlUnitOfWork
 from service.entrypoints.decoding import decode_command
 from service.handlers.bus import MessageBus
 from service.handlers.messages import Incoming
-from service.migrate import upgrade
-from tests.support.infra import create_database, drop_database
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _backend_cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")  # a server on another machine
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-@contextlib.contextmanager
-def _server(url: str | None) -> Any:
-    if url:
-        yield url
-        return
-    from tests.support.infra import database_server
-
-    with database_server() as embedded:
-        yield embedded
-
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     cast = Cast.make(rng)
     wires = workload(rng, cast, args.commands)
-    with _server(args.database_url) as server:
-        url = await create_database(server)
-        try:
-            await asyncio.to_thread(upgrade, url)
-            await insert_users(asyncpg_dsn(url), cast)
-            return await _measure(args, url, wires)
-        finally:
-            await drop_database(server, url)
+    servers = Servers(Path(tempfile.mkdtemp(prefix="tickets-batches-")), server_url=args.database_url)
+    servers.start()
+    try:
+        url = await servers.database("bench_batches")
+        await insert_users(asyncpg_dsn(url), cast)
+        return await _measure(args, url, wires)
+    finally:
+        await servers.stop()
 
 
 async def _measure(args: argparse.Namespace, url: str, wires: list[Any]) -> dict[str, Any]:
@@ -101,7 +77,7 @@ async def _measure(args: argparse.Namespace, url: str, wires: list[Any]) -> dict
     bus = MessageBus(lambda: SqlUnitOfWork(engine))
     batches = [items[i:i + args.batch] for i in range(0, len(items), args.batch)]
     profiler = cProfile.Profile() if args.profile else None
-    wall0, cpu0, pg0 = time.perf_counter(), time.process_time(), _backend_cpu(backend)
+    wall0, cpu0, pg0 = time.perf_counter(), time.process_time(), _proc_cpu(backend)
     if profiler:
         profiler.enable()
     statuses: Counter[str] = Counter()
@@ -111,7 +87,7 @@ async def _measure(args: argparse.Namespace, url: str, wires: list[Any]) -> dict
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.profile)
-    wall, cpu, pg = time.perf_counter() - wall0, time.process_time() - cpu0, _backend_cpu(backend) - pg0
+    wall, cpu, pg = time.perf_counter() - wall0, time.process_time() - cpu0, _proc_cpu(backend) - pg0
     async with engine.connect() as conn:
         sizes = (await conn.exec_driver_sql(
             "SELECT (SELECT avg(octet_length(body)) FROM ticket_events), "

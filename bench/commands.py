@@ -211,9 +211,9 @@ class CpuMeter:
 class Servers:
     """One PostgreSQL server for the whole run; a fresh database and (embedded) broker per system."""
 
-    def __init__(self, scratch: Path) -> None:
+    def __init__(self, scratch: Path, server_url: str | None = None) -> None:
         self.scratch = scratch
-        self.server_url = os.environ.get("TICKETS_BENCH_DATABASE_URL")
+        self.server_url = server_url or os.environ.get("TICKETS_BENCH_DATABASE_URL")
         self.external_kafka = os.environ.get("TICKETS_BENCH_KAFKA_BOOTSTRAP")
         self._postgres: Any = None
         self._brokers: dict[str, Any] = {}

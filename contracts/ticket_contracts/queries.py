@@ -38,21 +38,8 @@ class PageParams(QueryParams):
     limit: Annotated[int, Field(ge=1, le=PAGE_MAX)] = 25
 
 
-class ListTicketsParams(PageParams):
-    status: list[Status] | None = None
-    priority: list[Priority] | None = None
-    category_id: uuid.UUID | None = None
-    assignee_id: uuid.UUID | None = None
-    unassigned: bool = False
-    customer_id: uuid.UUID | None = Field(None, description="Staff only.")
-    created_from: AwareDatetime | None = None
-    created_to: AwareDatetime | None = None
-    text: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(None, description="Text in the title.")
-    include_deleted: bool = Field(False, description="Admins only.")
-
-
 class TicketFilterParams(QueryParams):
-    """The filters of ``ticket.list`` (without its title ``text``), for ``ticket.search``."""
+    """The filters of ``ticket.list`` (without its title ``text``); ``ticket.search`` takes them too."""
 
     status: list[Status] | None = None
     priority: list[Priority] | None = None
@@ -63,6 +50,10 @@ class TicketFilterParams(QueryParams):
     created_from: AwareDatetime | None = None
     created_to: AwareDatetime | None = None
     include_deleted: bool = Field(False, description="Admins only.")
+
+
+class ListTicketsParams(PageParams, TicketFilterParams):
+    text: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(None, description="Text in the title.")
 
 
 SearchText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=SEARCH_TEXT_MAX)]

@@ -29,7 +29,7 @@ class FetchWaits:
                  clock: Callable[[], float] = time.monotonic) -> None:
         """``subscribers``: FastStream batch subscribers (started) whose wait is ``busy_ms``; others are left alone."""
         self._clock = clock
-        self._busy_ms, self._idle_ms = busy_ms, idle_ms
+        self._idle_ms = idle_ms
         self._enabled = idle_ms > busy_ms
         self._subscribers = {id(s.consumer): s for s in subscribers
                              if getattr(s, "consumer", None) is not None and getattr(s, "batch_timeout_ms", None) == busy_ms}

@@ -78,7 +78,7 @@ async def search_tickets(query: q.SearchTickets, actor: Actor, reads: TicketRead
                         total_exact=total.exact)
 
 
-def _filter(p: q.ListTicketsParams | q.TicketFilterParams, actor: Actor, title_contains: str | None = None
+def _filter(p: q.TicketFilterParams, actor: Actor, title_contains: str | None = None
             ) -> TicketFilter:
     """The filters of a listing or a search, with the actor's scope applied."""
     check_may_see_deleted(actor, p.include_deleted)

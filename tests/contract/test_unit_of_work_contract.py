@@ -10,7 +10,7 @@ user directory and the mail records.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -38,12 +38,11 @@ class Backend:
 
     name: str
     uow: Callable[[], UnitOfWork]
-    add_user: Callable[..., object]
+    add_user: Callable[[str, str, uuid.UUID | None, bool], Awaitable[uuid.UUID]]
 
     async def user(self, role: str, email: str, *, customer_id: uuid.UUID | None = None,
                    active: bool = True) -> uuid.UUID:
-        result = self.add_user(role, email, customer_id, active)
-        return await result if hasattr(result, "__await__") else result  # type: ignore[misc, return-value]
+        return await self.add_user(role, email, customer_id, active)
 
     async def run(self, *commands: object, reply_to: str | None = None) -> list[Outcome]:
         return await handle_batch([incoming(c, reply_to=reply_to) for c in commands], self.uow())  # type: ignore[arg-type]
@@ -54,7 +53,7 @@ async def backend(request: pytest.FixtureRequest, database_url: str) -> AsyncIte
     if request.param == "fake":
         fake = FakeUnitOfWork()
 
-        def fake_user(role: str, email: str, customer_id: uuid.UUID | None, active: bool) -> uuid.UUID:
+        async def fake_user(role: str, email: str, customer_id: uuid.UUID | None, active: bool) -> uuid.UUID:
             return seed_user(fake, Role(role), email=email, customer_id=customer_id, active=active).user_id
 
         yield Backend("fake", lambda: fake, fake_user)
