@@ -30,7 +30,7 @@ from ticket_contracts.ops import ErasureProgress, Heartbeat
 from ticket_contracts.results import CommandResult
 
 from service.adapters.auth import ActorResolver
-from service.adapters.read_models import check_search_config
+from service.adapters.read_models import check_search_config, read_engine
 from service.entrypoints.kafka_security import check_tls, faststream_security, kafka_security
 from service.adapters.partitioning import partition_for
 from service.adapters.relay import OutboxRelay
@@ -113,6 +113,9 @@ def create_app(settings: Settings | None = None, *,
             # The search triggers build documents with the configuration queries search with.
             connect_args={"server_settings": {"tickets.search_config": settings.search_text_config}},
         )
+        # Queries get a pool of their own: half the size, read-only, never more connections.
+        rt.read_engine = read_engine(settings.database_url, pool_size=query_pool_size(settings),
+                                     search_config=settings.search_text_config)
         if settings.check_schema_on_start:
             await check_schema_at_head(rt.engine)
         await check_search_config(rt.engine, settings.search_text_config)
@@ -184,6 +187,8 @@ def create_app(settings: Settings | None = None, *,
             await _bounded(closing, left(), what)
         if rt._engine is not None:
             await _bounded(rt.engine.dispose(), left(), "database pool")
+        if rt.read_engine is not None:
+            await _bounded(rt.read_engine.dispose(), left(), "query pool")
         log.info("ticket service stopped", instance_id=settings.instance_id)
 
     return app, rt
@@ -257,6 +262,11 @@ def _asyncpg_dsn(url: str, *, application_name: str | None = None) -> str:
     if application_name:  # asyncpg sends unknown query parameters as server settings
         parsed = parsed.update_query_dict({"application_name": application_name})
     return parsed.render_as_string(hide_password=False)
+
+
+def query_pool_size(settings: Settings) -> int:
+    """The query side's connections: half the commands' pool (at least one)."""
+    return max(1, settings.database_pool_size // 2)
 
 
 def relay_application_name(settings: Settings) -> str:

@@ -24,6 +24,8 @@ class Runtime:
     metrics: Metrics
     resolver: ActorResolver
     _engine: AsyncEngine | None = None
+    #: The query side's own read-only pool (service.adapters.read_models.read_engine), once started.
+    read_engine: AsyncEngine | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     ready: bool = False
     relay_active: bool = False

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
         "postgresql+asyncpg://postgres@127.0.0.1:5432/tickets",
         description="SQLAlchemy URL of the PostgreSQL database (asyncpg driver).",
     )
-    database_pool_size: int = Field(8, description="Connections kept in the pool.")
+    database_pool_size: int = Field(8, description="Connections of the command side's pool; queries get a read-only pool of half as many.")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     consumer_group: str = Field(
         "ticket-service", description="Prefix of the consumer groups: <prefix>.commands, .queries, .user_events."

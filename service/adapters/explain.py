@@ -37,8 +37,13 @@ def _compile_explain(element: Explain, compiler: Any, **kw: Any) -> str:
 
 async def plan(conn: AsyncConnection, statement: Any, *, analyze: bool = False) -> dict[str, Any]:
     """The top plan node (``analyze`` runs the statement too)."""
-    raw = (await conn.execute(Explain(statement, analyze=analyze))).scalar_one()
-    doc = json.loads(raw) if isinstance(raw, str) else raw
+    return top_node((await conn.execute(Explain(statement, analyze=analyze))).scalar_one())
+
+
+def top_node(explained: Any) -> dict[str, Any]:
+    """The top plan node of an EXPLAIN (FORMAT JSON) result, decoded or not (asyncpg decodes json
+    on connections SQLAlchemy set up)."""
+    doc = json.loads(explained) if isinstance(explained, str) else explained
     return doc[0]["Plan"]  # type: ignore[no-any-return]
 
 

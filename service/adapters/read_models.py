@@ -1,7 +1,13 @@
 """The read model on PostgreSQL: SQLAlchemy Core selects straight into contract views.
 
-Each query runs in one read-only REPEATABLE READ transaction (:func:`reading`), so a page and its
-count, or a ticket and its thread, come from the same snapshot. Which rows an actor may see is
+Answers are read with as few statements as they need, each its own snapshot, on connections of
+their own pool whose every transaction is read-only (:func:`read_engine`). A first page and its
+count are one statement (one snapshot), after an EXPLAIN that decides whether counting is cheap;
+a later page, or a ticket, is one statement; attachments cost a statement only for the rows that
+have some. A search (its page, then its count) runs in a transaction of its own, for the plan
+setting it needs. Every statement is SQLAlchemy Core, sent with asyncpg on the pooled connection
+itself (:mod:`.core_on_asyncpg`); rows are ``asyncpg.Record`` mappings. Why: bench/README.md,
+"Queries". Which rows an actor may see is
 decided by the handlers (:mod:`service.handlers.queries`) and arrives here as a TicketFilter.
 
 Indexes serving these statements: migrations/versions/2026_11_25_a2fdac6c3948_query_indexes.py.
@@ -15,6 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from sqlalchemy import (
     ColumnElement,
     Float,
@@ -23,6 +30,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     cast,
+    exists,
     func,
     literal,
     null,
@@ -31,14 +39,15 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, REGCONFIG, UUID
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ticket_contracts.answers import HistoryEntry, SearchItem
 from ticket_contracts.views import ReplyView, TicketView, TimeEntryView
 
 from service.handlers.read_model import SORT_KEYS, PageRequest, SortKey, TicketFilter, Total
 
 from . import tables
-from .explain import limited_input, plan
+from .core_on_asyncpg import STATEMENTS
+from .explain import Explain, limited_input, top_node
 from .rows import attachment_from_row
 
 t, r, te, ev, at = tables.tickets, tables.replies, tables.time_entries, tables.ticket_events, tables.attachments
@@ -48,6 +57,9 @@ s = tables.ticket_search
 #: (index-only) costs ~800; a count that must read thousands of heap pages costs far more and gets
 #: the estimate instead: a few milliseconds of work at most, whatever the filters.
 COUNT_COST_BUDGET = 2_000.0
+#: Nor is a count run when the planner expects over this many times the cap: it would only
+#: confirm "more than the cap" (~1 ms for 10,001 index entries), and the answer is inexact anyway.
+COUNT_ESTIMATE_MARGIN = 1.5
 
 _VIEW_FIELDS = [name for name in TicketView.model_fields if name not in ("time_spent_minutes", "attachments")]
 _STAFF_COLUMNS = [t.c[name] for name in _VIEW_FIELDS] + [t.c.time_spent_minutes]
@@ -68,13 +80,35 @@ SNIPPET_OPTIONS = ("StartSel=<mark>, StopSel=</mark>, MaxFragments=2, MaxWords=2
                    "FragmentDelimiter=\" … \"")
 
 
+def read_engine(database_url: str, *, pool_size: int, search_config: str = DEFAULT_SEARCH_CONFIG) -> AsyncEngine:
+    """The query side's own pool: ``pool_size`` connections and no more (the commands' pool is
+    never drawn on), each with read-only transactions by default — a statement that would write
+    fails, with or without an explicit transaction."""
+    return create_async_engine(
+        database_url, pool_size=pool_size, max_overflow=0, hide_parameters=True,
+        connect_args={"server_settings": {"default_transaction_read_only": "on",
+                                          "tickets.search_config": search_config}},
+    )
+
+
 @asynccontextmanager
 async def reading(engine: AsyncEngine, search_config: str = DEFAULT_SEARCH_CONFIG) -> AsyncIterator[SqlTicketReads]:
-    """A read model on one connection, in a read-only snapshot (REPEATABLE READ)."""
+    """A read model on one pooled connection (of :func:`read_engine`'s pool, in the service).
+
+    Its statements run on the asyncpg connection under SQLAlchemy's, which so never begins a
+    transaction to end; a connection that broke meanwhile is invalidated, so the pool never hands
+    it out again, and the error says so (``ConnectionDoesNotExistError``, a transient fault)."""
     async with engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-        async with conn.begin():
-            yield SqlTicketReads(conn, search_config)
+        driver: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection  # type: ignore[assignment]
+        try:
+            yield SqlTicketReads(driver, search_config)
+        except Exception as error:
+            if not driver.is_closed():
+                raise
+            await conn.invalidate()
+            # Whatever asyncpg raised (it may be an InternalClientError, when the server's goodbye
+            # arrives as a statement starts): a lost connection, which the callers retry.
+            raise asyncpg.ConnectionDoesNotExistError("the connection closed during the query") from error
 
 
 async def check_search_config(engine: AsyncEngine, config: str) -> None:
@@ -88,24 +122,35 @@ async def check_search_config(engine: AsyncEngine, config: str) -> None:
 
 
 class SqlTicketReads:
-    def __init__(self, conn: AsyncConnection, search_config: str = DEFAULT_SEARCH_CONFIG) -> None:
+    def __init__(self, conn: asyncpg.Connection, search_config: str = DEFAULT_SEARCH_CONFIG) -> None:
         self._conn = conn
         self._search_config = search_config
 
     async def ticket(self, ticket_id: uuid.UUID, *, staff: bool) -> TicketView | None:
-        row = (await self._conn.execute(select(*_columns(staff)).where(t.c.id == ticket_id))).first()
-        return (await self._with_attachments([row], staff=staff))[0] if row else None
+        stmt = select(*_columns(staff), _has_attachments(staff)).where(t.c.id == ticket_id)
+        rows = await STATEMENTS.fetch(self._conn, stmt)
+        return (await self._with_attachments(rows, staff=staff))[0] if rows else None
 
-    async def tickets(self, where: TicketFilter, page: PageRequest, *, staff: bool) -> list[TicketView]:
+    async def tickets(self, where: TicketFilter, page: PageRequest, *, staff: bool,
+                      count_cap: int | None = None) -> tuple[list[TicketView], Total | None]:
         stmt = ticket_page_statement(where, page, staff=staff)
-        return await self._with_attachments(list(await self._conn.execute(stmt)), staff=staff)
+        if count_cap is None:
+            return await self._with_attachments(await STATEMENTS.fetch(self._conn, stmt), staff=staff), None
+        capped, estimate = await self._count_plan(select(literal(1)).select_from(t).where(*conditions(where)),
+                                                  count_cap)
+        if capped is None:  # too dear to count: the estimate, and the page alone
+            return await self._with_attachments(await STATEMENTS.fetch(self._conn, stmt), staff=staff), estimate
+        rows = await STATEMENTS.fetch(self._conn, stmt.add_columns(capped.scalar_subquery().label(_COUNTED)))
+        counted = rows[0][_COUNTED] if rows else 0
+        return await self._with_attachments(rows, staff=staff), _total(counted, estimate, count_cap)
 
-    async def _with_attachments(self, rows: list[Any], *, staff: bool) -> list[TicketView]:
-        """Ticket views with their descriptions' attachments (one more statement for all of them)."""
-        ids = [row.id for row in rows]
+    async def _with_attachments(self, rows: list[asyncpg.Record], *, staff: bool) -> list[TicketView]:
+        """Ticket views with their descriptions' attachments: one more statement, for the rows that
+        have some (``_has_attachments``) only."""
+        ids = [row["id"] for row in rows if row[_ATTACHED]]
         found = await self._attachments(at.c.ticket_id == any_(bindparam("ids", ids, type_=_UUID_ARRAY)),
                                         at.c.reply_id.is_(None), staff=staff, key="ticket_id") if ids else {}
-        return [TicketView.model_validate(dict(row._mapping) | {"attachments": found.get(row.id, [])})
+        return [TicketView.model_validate(_view_fields(row) | {"attachments": found.get(row["id"], [])})
                 for row in rows]
 
     async def _attachments(self, *where: ColumnElement[bool], staff: bool, key: str) -> dict[uuid.UUID, list[Any]]:
@@ -115,8 +160,8 @@ class SqlTicketReads:
         if not staff:
             stmt = stmt.where(at.c.internal.is_(False))
         grouped: dict[uuid.UUID, list[Any]] = {}
-        for row in await self._conn.execute(stmt.order_by(at.c.created_at, at.c.id)):
-            grouped.setdefault(row._mapping[key], []).append(attachment_from_row(row).view(show_uri=staff))
+        for row in await STATEMENTS.fetch(self._conn, stmt.order_by(at.c.created_at, at.c.id)):
+            grouped.setdefault(row[key], []).append(attachment_from_row(row).view(show_uri=staff))
         return grouped
 
     async def count(self, where: TicketFilter, cap: int) -> Total:
@@ -133,32 +178,41 @@ class SqlTicketReads:
     async def search(self, where: TicketFilter, text: str, after: SortKey | None, limit: int, *,
                      staff: bool) -> list[SearchItem]:
         """Up to ``limit + 1`` matches, newest first, after ``after`` (created_at, id)."""
-        await self._custom_plans()
         stmt = search_statement(where, text, after, limit, staff=staff, config=self._search_config)
-        return [SearchItem.model_validate(dict(row._mapping)) for row in await self._conn.execute(stmt)]
+        async with self._custom_plans():
+            rows = await STATEMENTS.fetch(self._conn, stmt)
+        return [SearchItem.model_validate(dict(row)) for row in rows]
 
     async def search_count(self, where: TicketFilter, text: str, cap: int, *, staff: bool) -> Total:
         """Like :meth:`count`, for the matches of a search."""
-        await self._custom_plans()
         source, matches, _ = _matching(where, _tsquery(text, self._search_config), staff=staff)
-        return await self._count(select(literal(1)).select_from(source).where(*matches), cap)
+        async with self._custom_plans():
+            return await self._count(select(literal(1)).select_from(source).where(*matches), cap)
 
-    async def _custom_plans(self) -> None:
-        """Plan every search statement for its own words: a generic plan (which asyncpg's prepared
-        statements get after five runs) cannot tell a rare word from a common one."""
-        await self._conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    @asynccontextmanager
+    async def _custom_plans(self) -> AsyncIterator[None]:
+        """A transaction in which every statement is planned for its own words: a generic plan
+        (which asyncpg's prepared statements get after five runs) cannot tell a rare word from a
+        common one."""
+        async with self._conn.transaction(readonly=True):
+            await self._conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            yield
 
     async def _count(self, matching: Select[Any], cap: int) -> Total:
+        capped, estimate = await self._count_plan(matching, cap)
+        if capped is None:
+            return estimate
+        return _total(await STATEMENTS.scalar(self._conn, capped), estimate, cap)
+
+    async def _count_plan(self, matching: Select[Any], cap: int) -> tuple[Select[Any] | None, Total]:
+        """The capped count of ``matching`` if it is cheap (EXPLAIN: planned, nothing runs), else
+        None; and the planner's estimate."""
         capped = select(func.count()).select_from(matching.limit(cap + 1).subquery())
-        node = await plan(self._conn, capped)
+        node = top_node(await STATEMENTS.scalar(self._conn, Explain(capped)))
         below = limited_input(node)
-        estimate = int(below["Plan Rows"]) if below is not None else 0
-        if node["Total Cost"] > COUNT_COST_BUDGET:
-            return Total(estimate, exact=False)
-        counted = await self._conn.scalar(capped)
-        if counted is not None and counted <= cap:
-            return Total(counted, exact=True)
-        return Total(max(estimate, cap + 1), exact=False)
+        estimate = Total(int(below["Plan Rows"]) if below is not None else 0, exact=False)
+        worth_it = node["Total Cost"] <= COUNT_COST_BUDGET and estimate.value <= COUNT_ESTIMATE_MARGIN * cap
+        return (capped if worth_it else None), estimate
 
     async def replies(self, ticket_id: uuid.UUID, *, internal: bool, after: SortKey | None,
                       limit: int) -> list[ReplyView]:
@@ -168,20 +222,46 @@ class SqlTicketReads:
         if after is not None:
             stmt = stmt.where(_beyond([r.c.created_at, r.c.id], after, descending=False))
         stmt = stmt.order_by(r.c.created_at, r.c.id).limit(limit + 1)
-        rows = list(await self._conn.execute(stmt))
-        ids = [row.id for row in rows]
+        rows = await STATEMENTS.fetch(self._conn, stmt.add_columns(_has_attachments(internal, reply=r)))
+        ids = [row["id"] for row in rows if row[_ATTACHED]]
         found = await self._attachments(at.c.reply_id == any_(bindparam("ids", ids, type_=_UUID_ARRAY)),
                                         staff=internal, key="reply_id") if ids else {}
-        return [ReplyView.model_validate(dict(row._mapping) | {"attachments": found.get(row.id, [])}) for row in rows]
+        return [ReplyView.model_validate(_view_fields(row) | {"attachments": found.get(row["id"], [])})
+                for row in rows]
 
     async def history(self, ticket_id: uuid.UUID, after_version: int, limit: int) -> list[HistoryEntry]:
         stmt = (select(ev.c.body).where(ev.c.ticket_id == ticket_id, ev.c.ticket_version > after_version)
                 .order_by(ev.c.ticket_version).limit(limit + 1))
-        return [_history_entry(body) for body in (await self._conn.execute(stmt)).scalars()]
+        return [_history_entry(row[0]) for row in await STATEMENTS.fetch(self._conn, stmt)]
 
     async def time_entries(self, ticket_id: uuid.UUID) -> list[TimeEntryView]:
         stmt = select(te).where(te.c.ticket_id == ticket_id).order_by(te.c.created_at, te.c.id)
-        return [TimeEntryView.model_validate(dict(row._mapping)) for row in await self._conn.execute(stmt)]
+        return [TimeEntryView.model_validate(dict(row)) for row in await STATEMENTS.fetch(self._conn, stmt)]
+
+
+#: Extra columns of some statements, never fields of a view.
+_ATTACHED, _COUNTED = "_attached", "_counted"
+
+
+def _has_attachments(staff: bool, reply: Any = None) -> ColumnElement[bool]:
+    """Whether the ticket's description (or, with ``reply``, that reply) has attachments this
+    actor sees: an index probe per row, instead of a statement per page that almost never finds any."""
+    owner = [at.c.ticket_id == t.c.id, at.c.reply_id.is_(None)] if reply is None else [at.c.reply_id == reply.c.id]
+    return exists().where(*owner, *([] if staff else [at.c.internal.is_(False)])).label(_ATTACHED)
+
+
+def _view_fields(row: asyncpg.Record) -> dict[str, Any]:
+    fields = dict(row)
+    fields.pop(_ATTACHED, None)
+    fields.pop(_COUNTED, None)
+    return fields
+
+
+def _total(counted: int | None, estimate: Total, cap: int) -> Total:
+    """A capped count's answer: exact up to ``cap``; above, at least ``cap + 1`` (or the estimate)."""
+    if counted is not None and counted <= cap:
+        return Total(counted, exact=True)
+    return Total(max(estimate.value, cap + 1), exact=False)
 
 
 def conditions(w: TicketFilter) -> list[ColumnElement[bool]]:
@@ -213,7 +293,7 @@ def conditions(w: TicketFilter) -> list[ColumnElement[bool]]:
 def ticket_page_statement(where: TicketFilter, page: PageRequest, *, staff: bool) -> Select[Any]:
     """The statement :meth:`SqlTicketReads.tickets` runs (for EXPLAIN in tests and benchmarks)."""
     keys = [t.c[name] for name in SORT_KEYS[page.sort]]
-    stmt = select(*_columns(staff)).where(*conditions(where))
+    stmt = select(*_columns(staff), _has_attachments(staff)).where(*conditions(where))
     if page.after is not None:
         stmt = stmt.where(_beyond(keys, page.after, page.descending))
     return stmt.order_by(*(k.desc() if page.descending else k.asc() for k in keys)).limit(page.limit + 1)

@@ -63,5 +63,6 @@ def attachment_to_row(attachment: Attachment) -> dict[str, Any]:
 
 
 def attachment_from_row(row: Any) -> Attachment:
-    m = row._mapping
+    """From a SQLAlchemy row or any mapping (an asyncpg Record)."""
+    m = getattr(row, "_mapping", row)
     return Attachment(**{c: m[c] for c in ATTACHMENT_COLUMNS})

@@ -44,8 +44,6 @@ def query_router(rt: Runtime) -> KafkaRouter:
     s = rt.settings
     router = KafkaRouter()
     dead_letters = DeadLetters(rt.broker, rt.metrics)
-    #: Queries of one batch answered at once; half the pool, so commands always find connections.
-    concurrency = asyncio.Semaphore(max(1, s.database_pool_size // 2))
     tracer = rt.tracer_provider.get_tracer(tracing.INSTRUMENTATION)
 
     @router.subscriber(topics.QUERIES, **batch_subscription(
@@ -95,7 +93,9 @@ def query_router(rt: Runtime) -> KafkaRouter:
         query, actor = item.query, item.actor
 
         async def attempt() -> AnswerBase:
-            async with concurrency, reading(rt.engine, s.search_text_config) as reads:
+            assert rt.read_engine is not None
+            # The query pool has no overflow: a batch's queries beyond its size wait for a connection.
+            async with reading(rt.read_engine, s.search_text_config) as reads:
                 return await answer(query, actor, reads)
 
         try:

@@ -159,14 +159,17 @@ async def _page(query: q.QueryBase, p: q.PageParams, where: TicketFilter, actor:
     fingerprint = where.fingerprint()
     cursor = decode_page(p.cursor, p.sort.value, p.descending, fingerprint) if p.cursor else None
     page = PageRequest(p.sort.value, p.descending, cursor.after if cursor else None, p.limit)
-    rows = await reads.tickets(where, page, staff=actor.is_staff)
+    # The first page is counted with it (in one snapshot); the pages after it carry that total.
+    rows, counted = await reads.tickets(where, page, staff=actor.is_staff,
+                                        count_cap=COUNT_CAP if cursor is None else None)
     items, more = rows[: p.limit], len(rows) > p.limit
     if cursor is not None:
         total = cursor.total
-    elif not more:  # the first page holds everything: no need to count
+    elif not more:  # the first page holds everything
         total = Total(len(items), exact=True)
     else:
-        total = await reads.count(where, COUNT_CAP)
+        assert counted is not None
+        total = counted
     next_cursor = encode_page(p.sort.value, p.descending, sort_key(items[-1], p.sort.value), fingerprint,
                               total) if more else None
     return TicketPageAnswer(**_reply_to(query), items=items, next_cursor=next_cursor, total=total.value,

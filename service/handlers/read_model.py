@@ -74,8 +74,10 @@ class TicketReads(Protocol):
     async def ticket(self, ticket_id: uuid.UUID, *, staff: bool) -> TicketView | None:
         """One ticket, deleted or not; ``time_spent_minutes`` is None unless ``staff``."""
 
-    async def tickets(self, where: TicketFilter, page: PageRequest, *, staff: bool) -> list[TicketView]:
-        """Up to ``page.limit + 1`` tickets after ``page.after`` (the extra one says: there is more)."""
+    async def tickets(self, where: TicketFilter, page: PageRequest, *, staff: bool,
+                      count_cap: int | None = None) -> tuple[list[TicketView], Total | None]:
+        """Up to ``page.limit + 1`` tickets after ``page.after`` (the extra one says: there is more);
+        with ``count_cap``, also how many match (as :meth:`count` answers), from the same snapshot."""
 
     async def count(self, where: TicketFilter, cap: int) -> Total:
         """How many tickets match: exact up to ``cap``, an estimate above."""

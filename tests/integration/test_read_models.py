@@ -40,7 +40,7 @@ from service.domain.values import Actor, Role
 from service.handlers.bus import handle_batch
 from service.handlers.messages import Incoming
 from service.handlers.queries import answer
-from service.handlers.read_model import PageRequest, TicketFilter
+from service.handlers.read_model import PageRequest, TicketFilter, Total
 
 # ---- seeding through the command side -----------------------------------------------------------
 
@@ -573,11 +573,46 @@ async def test_history_and_thread_ignore_a_missing_ticket(engine: AsyncEngine) -
         assert await ask(engine, agent, query(agent, kind, ticket_id=uuid.uuid4())) == NF
 
 
-async def test_queries_run_in_a_read_only_repeatable_read_snapshot(engine: AsyncEngine) -> None:
-    from sqlalchemy.exc import DBAPIError
+async def test_the_query_pool_is_read_only_and_its_own(database_url: str) -> None:
+    import asyncpg
 
+    from service.adapters.read_models import read_engine
+
+    engine = read_engine(database_url, pool_size=2)
+    try:
+        async with reading(engine) as reads:
+            conn = reads._conn  # the asyncpg connection its statements run on
+            assert await conn.fetchval("SHOW default_transaction_read_only") == "on"
+            with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+                await conn.execute("CREATE TEMP TABLE nope (x int)")
+        assert engine.pool.size() == 2 and engine.pool._max_overflow == 0  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_first_page_and_its_count_come_from_one_statement(engine: AsyncEngine, shelf: Shelf) -> None:
+    """Counted in the page's own statement (one snapshot): after the EXPLAIN, one round trip."""
+    statements: list[str] = []
     async with reading(engine) as reads:
-        conn = reads._conn
-        assert await conn.scalar(text("SHOW transaction_isolation")) == "repeatable read"
-        with pytest.raises(DBAPIError, match="read-only transaction"):
-            await conn.execute(text("CREATE TEMP TABLE nope (x int)"))
+        reads._conn.add_query_logger(lambda record: statements.append(record.query))
+        views, total = await reads.tickets(TicketFilter(customer_id=shelf.customer.customer_id),
+                                           PageRequest("created", True, None, 3), staff=False, count_cap=10)
+    assert len(views) == 4 and total == Total(10, exact=True)
+    assert [s.split()[0] for s in statements] == ["EXPLAIN", "SELECT"]
+
+
+async def test_a_connection_that_broke_during_a_query_is_not_handed_out_again(engine: AsyncEngine) -> None:
+    import asyncpg
+
+    from service.adapters.retry import is_transient
+
+    with pytest.raises(asyncpg.ConnectionDoesNotExistError) as raised:
+        async with reading(engine) as reads:
+            broken = await reads._conn.fetchval("SELECT pg_backend_pid()")
+            async with engine.connect() as other:
+                assert await other.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": broken})
+            await reads._conn.fetchval("SELECT 1")
+    assert is_transient(raised.value)  # the query is retried, on another connection
+    for _ in range(engine.pool.size() + 1):  # every pooled connection, the broken one included
+        async with reading(engine) as reads:
+            assert await reads._conn.fetchval("SELECT pg_backend_pid()") != broken
