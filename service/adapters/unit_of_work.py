@@ -245,12 +245,22 @@ class SqlUnitOfWork(BatchChanges):
         SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its own first statement; a statement
         sent straight to the driver first would run outside any transaction (its advisory locks
         released at once, its writes autocommitted). So the adapter is made to start its
-        transaction here — SQLAlchemy's commit and rollback then end it as usual."""
+        transaction here — SQLAlchemy's commit and rollback then end it as usual.
+
+        BEGIN is often the first use of a pooled connection, so it is where a connection the
+        server dropped shows up. SQLAlchemy, had it sent the BEGIN, would invalidate the
+        connection (the pool opens a new one) and raise a wrapped error; here the connection is
+        invalidated the same way and asyncpg's own error raised, as for every statement sent
+        straight to asyncpg (the retry policy knows both)."""
         if self._raw is None:
             fairy = await self.conn.get_raw_connection()
             driver: asyncpg.Connection = fairy.driver_connection
             if not driver.is_in_transaction():
-                await cast(Any, fairy.dbapi_connection)._start_transaction()
+                try:
+                    await cast(Any, fairy.dbapi_connection)._start_transaction()
+                except Exception as error:
+                    await self.conn.invalidate()
+                    raise (error.__cause__ or error) from None  # the adapter's wrapper hides it
             if not driver.is_in_transaction():
                 raise RuntimeError("the unit of work's connection is not in a transaction")
             self._raw = driver
