@@ -5,7 +5,8 @@ PostgreSQL, batch after batch, in this process — to see where a batch's time g
     .venv/bin/python -m bench.batches --profile out.prof    # and a cProfile of the batches
     .venv/bin/python -m bench.batches --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
-Prints (and saves to --output) per command: wall time, process CPU, the SQL statements issued and
+Prints (and saves to --output) per command: wall time, process CPU, the SQL statements issued
+(through SQLAlchemy and straight on the asyncpg connection; transaction control not counted) and
 their share of the wall time, and the server-side CPU of the batch's PostgreSQL backend (from
 /proc, when the server runs on this machine; 0 otherwise). Decoding is measured apart from the bus. No relay
 runs: the outbox rows stay unpublished, as they would during a drain before the relay catches up.
@@ -65,15 +66,27 @@ async def _measure(args: argparse.Namespace, url: str, wires: list[Any]) -> dict
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        conn.info["t0"] = time.perf_counter()
-        statements[" ".join(statement.split())[:90]] += 1
+        if not executemany:  # asyncpg's executemany is counted by the query logger below
+            conn.info["t0"] = time.perf_counter()
+            statements[" ".join(statement.split())[:90]] += 1
 
     @event.listens_for(engine.sync_engine, "after_cursor_execute")
     def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        sql_wall[0] += time.perf_counter() - conn.info.pop("t0")
+        if not executemany:
+            sql_wall[0] += time.perf_counter() - conn.info.pop("t0")
+
+    def logged(query: Any) -> None:
+        """Statements asyncpg runs by text: those sent straight to it and SQLAlchemy's executemany
+        (SQLAlchemy's single executes go through prepared statements, which asyncpg does not log)."""
+        if query.query.split(None, 1)[0].rstrip(";").upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            sql_wall[0] += query.elapsed
+            statements[" ".join(query.query.split())[:90]] += 1
 
     async with engine.connect() as conn:  # the pool's one connection: its backend is the batches'
         backend = (await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one()
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        driver.add_query_logger(logged)
     bus = MessageBus(lambda: SqlUnitOfWork(engine))
     batches = [items[i:i + args.batch] for i in range(0, len(items), args.batch)]
     profiler = cProfile.Profile() if args.profile else None
@@ -87,6 +100,7 @@ async def _measure(args: argparse.Namespace, url: str, wires: list[Any]) -> dict
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.profile)
+    await asyncio.sleep(0)  # the query logger's callbacks run soon after each statement
     wall, cpu, pg = time.perf_counter() - wall0, time.process_time() - cpu0, _proc_cpu(backend) - pg0
     async with engine.connect() as conn:
         sizes = (await conn.exec_driver_sql(

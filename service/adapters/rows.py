@@ -1,28 +1,36 @@
-"""Mapping between table rows and domain objects (the ORM's job, done by hand for speed)."""
+"""Mapping between table rows and domain objects (the ORM's job, done by hand for speed).
+
+``ticket_from_row`` and ``user_from_row`` read a row by column name, so they take either a
+SQLAlchemy ``Row._mapping`` or an asyncpg ``Record`` (the unit of work's hot reads run on asyncpg
+directly); both carry the same Python values (asyncpg's UUIDs, aware datetimes, lists for arrays).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from service.domain.attachments import Attachment
 from service.domain.ticket import Reply, Ticket, TimeEntry
 from service.domain.values import PRIORITY_RANK, DirectoryUser, Role, Status
 
+from .tables import tickets
 
-TICKET_COLUMNS = (
-    "id", "number", "customer_id", "created_by", "title", "description", "status", "status_reason",
-    "priority", "category_id", "channel", "tags", "assignee_id", "version", "created_at", "updated_at",
-    "status_changed_at", "first_response_at", "resolved_at", "closed_at", "deleted_at", "follow_up_of",
-    "time_spent_minutes", "email_message_id", "follower_ids", "merged_into", "merged_from",
-)
+
+class Columns(Protocol):
+    """A row read by column name: a SQLAlchemy ``RowMapping``, an asyncpg ``Record``, a dict."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+#: The ticket's fields: every column of ``tickets`` but ``priority_rank``, derived from the priority.
+TICKET_COLUMNS = tuple(name for name in tickets.c.keys() if name != "priority_rank")
 ATTACHMENT_COLUMNS = (
     "id", "ticket_id", "reply_id", "filename", "content_type", "size_bytes", "sha256", "uri", "internal",
     "scan_status", "scanner", "scanned_at", "created_at",
 )
 
 
-def ticket_from_row(row: Any) -> Ticket:
-    m = row._mapping
+def ticket_from_row(m: Columns) -> Ticket:
     values = {c: m[c] for c in TICKET_COLUMNS}
     values["status"] = Status(values["status"])
     values["tags"] = list(values["tags"] or ())
@@ -53,8 +61,7 @@ def time_entry_to_row(entry: TimeEntry) -> dict[str, Any]:
     }
 
 
-def user_from_row(row: Any) -> DirectoryUser:
-    m = row._mapping
+def user_from_row(m: Columns) -> DirectoryUser:
     return DirectoryUser(m["user_id"], m["email"], Role(m["role"]), m["customer_id"], m["active"])
 
 
@@ -62,7 +69,5 @@ def attachment_to_row(attachment: Attachment) -> dict[str, Any]:
     return {c: getattr(attachment, c) for c in ATTACHMENT_COLUMNS}
 
 
-def attachment_from_row(row: Any) -> Attachment:
-    """From a SQLAlchemy row or any mapping (an asyncpg Record)."""
-    m = getattr(row, "_mapping", row)
+def attachment_from_row(m: Columns) -> Attachment:
     return Attachment(**{c: m[c] for c in ATTACHMENT_COLUMNS})

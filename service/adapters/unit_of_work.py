@@ -7,6 +7,12 @@ every event (history = outbox), every inbox row with its result in a few stateme
 the relay. Nothing is visible to anyone until the single COMMIT. A constraint the database
 enforces surfaces as :class:`~service.handlers.unit_of_work.ConstraintViolation`.
 
+The hot path — the locks and reads every batch makes and its ticket writes — runs straight on the
+asyncpg connection under SQLAlchemy's transaction, with constant SQL text that asyncpg's
+statement cache serves prepared: SQLAlchemy's per-execute machinery (cache keys, bound
+parameter processing, result wrapping, greenlet switches) was most of a small batch's CPU. The
+rarely used paths (mail, attachments, scans, redactions) stay on SQLAlchemy.
+
 Locks: every ticket id of the batch, existing or not, is first locked with a transaction-scoped
 advisory lock (in id order), and only then are the existing rows read ``FOR UPDATE``. So a
 concurrent batch (a zombie consumer after a rebalance) that is creating a ticket the batch also
@@ -18,10 +24,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import Table, any_, bindparam, func, insert, select, text, update
+from sqlalchemy import Table, any_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
@@ -37,7 +43,6 @@ from . import tables as t
 from .batch_changes import BatchChanges
 from .redaction import carry_out
 from .rows import (
-    TICKET_COLUMNS,
     attachment_from_row,
     attachment_to_row,
     reply_to_row,
@@ -51,7 +56,25 @@ from .serialization import result_from_json
 NOTIFY_CHANNEL = "tickets_outbox"
 _ids = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
 _texts = bindparam("texts", type_=ARRAY(t.Text()))
-_ADVISORY_LOCKS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
+
+
+def _columns(table: Table) -> str:
+    return ", ".join(table.c.keys())
+
+
+# The hot path's statements, run on asyncpg directly (constant text: prepared once per connection).
+_ADVISORY_LOCKS = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k"
+_LOCK_TICKETS = f"SELECT {_columns(t.tickets)} FROM tickets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+_INBOX = ("SELECT message_id, result, reply_to, fingerprint FROM processed_commands "
+          "WHERE message_id = ANY($1::uuid[])")
+_USERS = f"SELECT {_columns(t.users)} FROM users WHERE user_id = ANY($1::uuid[])"
+_NUMBERS = f"SELECT nextval('{t.ticket_number_seq.name}') FROM generate_series(1, $1)"
+#: Every column of ``tickets``: the parameters ($1, $2, …) of both the INSERT and the UPDATE.
+_TICKET_ROW = tuple(t.tickets.c.keys())
+_INSERT_TICKET = (f"INSERT INTO tickets ({_columns(t.tickets)}) "
+                  f"VALUES ({', '.join(f'${n}' for n, _ in enumerate(_TICKET_ROW, 1))})")
+_UPDATE_TICKET = ("UPDATE tickets SET " + ", ".join(f"{c} = ${n}" for n, c in enumerate(_TICKET_ROW, 1) if c != "id")
+                  + f" WHERE id = ${_TICKET_ROW.index('id') + 1}")
 
 
 def lock_key(ticket_id: uuid.UUID) -> int:
@@ -68,6 +91,7 @@ class SqlUnitOfWork(BatchChanges):
         self.conn: AsyncConnection
         self._tx: AsyncTransaction | None = None
         self._locked: set[uuid.UUID] = set()
+        self._raw: asyncpg.Connection | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
         self.conn = await self._engine.connect()
@@ -79,6 +103,7 @@ class SqlUnitOfWork(BatchChanges):
             if self._tx is not None and self._tx.is_active:
                 await self._tx.rollback()
         finally:
+            self._raw = None
             await self.conn.close()
 
     # ---- reads ----------------------------------------------------------------------------
@@ -89,12 +114,10 @@ class SqlUnitOfWork(BatchChanges):
             return
         # A statement's snapshot is taken when it starts, so the rows are read in a second
         # statement, after every advisory lock is held: it sees what a lock holder committed.
-        await self.conn.execute(_ADVISORY_LOCKS, {"keys": [lock_key(i) for i in wanted]})
+        driver = await self._driver()
+        await driver.execute(_ADVISORY_LOCKS, [lock_key(i) for i in wanted])
         self._locked.update(wanted)
-        stmt = (
-            select(t.tickets).where(t.tickets.c.id == any_(_ids)).order_by(t.tickets.c.id).with_for_update()
-        )
-        for row in await self.conn.execute(stmt, {"ids": wanted}):
+        for row in await driver.fetch(_LOCK_TICKETS, wanted):
             ticket = ticket_from_row(row)
             self._tickets[ticket.id] = ticket
         self._absent.update(i for i in wanted if i not in self._tickets)
@@ -105,23 +128,24 @@ class SqlUnitOfWork(BatchChanges):
 
     async def processed(self, message_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, StoredResult]:
         """Results of commands already handled (the inbox)."""
-        pc = t.processed_commands
-        stmt = select(pc.c.message_id, pc.c.result, pc.c.reply_to, pc.c.fingerprint).where(
-            pc.c.message_id == any_(_ids))
-        rows = await self.conn.execute(stmt, {"ids": list(message_ids)})
-        return {r.message_id: StoredResult(result_from_json(r.result), r.reply_to, r.fingerprint) for r in rows}
+        wanted = list(message_ids)
+        if not wanted:
+            return {}
+        rows = await (await self._driver()).fetch(_INBOX, wanted)
+        return {r["message_id"]: StoredResult(result_from_json(r["result"]), r["reply_to"], r["fingerprint"])
+                for r in rows}
 
     async def users(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, DirectoryUser]:
         wanted = list(set(ids))
         if not wanted:
             return {}
-        rows = await self.conn.execute(select(t.users).where(t.users.c.user_id == any_(_ids)), {"ids": wanted})
+        rows = await (await self._driver()).fetch(_USERS, wanted)
         return {u.user_id: u for u in map(user_from_row, rows)}
 
     async def user_by_email(self, email: str) -> DirectoryUser | None:
         stmt = select(t.users).where(t.users.c.email == email.lower()).order_by(t.users.c.active.desc()).limit(1)
         row = (await self.conn.execute(stmt)).first()
-        return user_from_row(row) if row else None
+        return user_from_row(row._mapping) if row else None
 
     async def email_known(self, message_ids: Iterable[str]) -> dict[str, KnownEmail]:
         """Known email Message-IDs → (ticket id, command id that recorded them, outbound)."""
@@ -149,7 +173,8 @@ class SqlUnitOfWork(BatchChanges):
         if not wanted:
             return {}
         stmt = select(t.users).where(t.users.c.email == any_(_texts)).order_by(t.users.c.active)
-        return {u.email: u for u in map(user_from_row, await self.conn.execute(stmt, {"texts": wanted}))}
+        rows = await self.conn.execute(stmt, {"texts": wanted})
+        return {u.email: u for u in (user_from_row(r._mapping) for r in rows)}
 
     async def known_attachments(self, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
         """Which of these attachment ids are taken: stored, or added earlier in this batch."""
@@ -165,7 +190,7 @@ class SqlUnitOfWork(BatchChanges):
         if (pending := self.pending_attachment(attachment_id)) is not None:
             return pending
         row = (await self.conn.execute(select(t.attachments).where(t.attachments.c.id == attachment_id))).first()
-        return attachment_from_row(row) if row else None
+        return attachment_from_row(row._mapping) if row else None
 
     async def result_of(self, command_id: uuid.UUID) -> StoredResult | None:
         return (await self.processed([command_id])).get(command_id)
@@ -178,21 +203,21 @@ class SqlUnitOfWork(BatchChanges):
         """Draw ticket numbers for the batch's new tickets in one round trip (gaps are allowed)."""
         if count <= 0:
             return
-        stmt = select(func.nextval("ticket_number_seq")).select_from(func.generate_series(1, count))
-        self._numbers.extend((await self.conn.execute(stmt)).scalars())
+        self._numbers.extend(r[0] for r in await (await self._driver()).fetch(_NUMBERS, count))
 
     async def commit(self) -> None:
         """Write every change of the batch, then COMMIT."""
         rows = self.rows()
         c = self.conn
         try:
+            driver = await self._driver()
+            # executemany of a prepared statement: every row in one round trip.
             if rows.new_tickets:
-                await c.execute(insert(t.tickets), [ticket_to_row(x) for x in rows.new_tickets])
+                await driver.executemany(_INSERT_TICKET, [_ticket_values(x) for x in rows.new_tickets])
             if rows.changed_tickets:
-                await c.execute(_UPDATE_TICKET, [{"b_" + k: v for k, v in ticket_to_row(x).items()}
-                                                 for x in rows.changed_tickets])
+                await driver.executemany(_UPDATE_TICKET, [_ticket_values(x) for x in rows.changed_tickets])
             # One round trip for the bulk of the batch: replies, time entries, history, inbox, NOTIFY.
-            await _insert_all(await self._driver(), [
+            await _insert_all(driver, [
                 (t.replies, [reply_to_row(r) for r in rows.replies]),
                 (t.time_entries, [time_entry_to_row(e) for e in rows.time_entries]),
                 (t.ticket_events, rows.events),
@@ -211,13 +236,40 @@ class SqlUnitOfWork(BatchChanges):
             await self._tx.commit()
         except IntegrityError as refused:
             raise ConstraintViolation(type(refused.orig).__name__) from refused
-        except asyncpg.IntegrityConstraintViolationError as refused:  # from the multi-row inserts
+        except asyncpg.IntegrityConstraintViolationError as refused:  # from the statements run on asyncpg
             raise ConstraintViolation(type(refused).__name__) from refused
 
     async def _driver(self) -> asyncpg.Connection:
-        """The asyncpg connection under this unit of work's transaction (for multi-row inserts)."""
-        raw = await self.conn.get_raw_connection()
-        return raw.driver_connection  # type: ignore[return-value]
+        """The asyncpg connection under this unit of work's transaction, for the hot-path statements.
+
+        SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its own first statement; a statement
+        sent straight to the driver first would run outside any transaction (its advisory locks
+        released at once, its writes autocommitted). So the adapter is made to start its
+        transaction here — SQLAlchemy's commit and rollback then end it as usual.
+
+        BEGIN is often the first use of a pooled connection, so it is where a connection the
+        server dropped shows up. SQLAlchemy, had it sent the BEGIN, would invalidate the
+        connection (the pool opens a new one) and raise a wrapped error; here the connection is
+        invalidated the same way and asyncpg's own error raised, as for every statement sent
+        straight to asyncpg (the retry policy knows both)."""
+        if self._raw is None:
+            fairy = await self.conn.get_raw_connection()
+            driver: asyncpg.Connection = fairy.driver_connection
+            if not driver.is_in_transaction():
+                try:
+                    await cast(Any, fairy.dbapi_connection)._start_transaction()
+                except Exception as error:
+                    await self.conn.invalidate()
+                    raise (error.__cause__ or error) from None  # the adapter's wrapper hides it
+            if not driver.is_in_transaction():
+                raise RuntimeError("the unit of work's connection is not in a transaction")
+            self._raw = driver
+        return self._raw
+
+
+def _ticket_values(ticket: Ticket) -> tuple[Any, ...]:
+    row = ticket_to_row(ticket)
+    return tuple(row[c] for c in _TICKET_ROW)
 
 
 _PG = postgresql.dialect()
@@ -257,11 +309,6 @@ def _combined_insert(tables: list[tuple[Table, tuple[str, ...]]], notify: bool) 
 _STATEMENTS: dict[tuple[Any, ...], str] = {}
 
 
-_UPDATE_TICKET = (
-    update(t.tickets)
-    .where(t.tickets.c.id == bindparam("b_id"))
-    .values({c: bindparam("b_" + c) for c in (*TICKET_COLUMNS, "priority_rank") if c != "id"})
-)
 _UPDATE_SCAN = (
     update(t.attachments)
     .where(t.attachments.c.id == bindparam("b_id"))

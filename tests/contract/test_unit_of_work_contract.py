@@ -169,6 +169,28 @@ async def test_a_reused_reply_id_is_a_constraint_violation_and_nothing_of_the_ba
     assert ticket is not None and ticket.version == 3  # created, reply, auto-open: nothing of the refused batch
 
 
+async def _add_new_ticket(backend: Backend, ticket: Ticket) -> None:
+    async with backend.uow() as uow:
+        uow.add(ticket)
+        uow.record_events(ticket.take_events(), _stamp())
+        await uow.commit()
+
+
+async def test_a_taken_ticket_number_or_id_is_a_constraint_violation(backend: Backend) -> None:
+    existing = new_id()
+    await backend.run(_create(existing))
+    stored = await _load(backend, existing)
+    assert stored is not None
+    fresh = new_id()
+    with pytest.raises(ConstraintViolation):  # the number is unique
+        await _add_new_ticket(backend, _new_ticket(fresh, stored.number))
+    with pytest.raises(ConstraintViolation):  # and the id is the key
+        await _add_new_ticket(backend, _new_ticket(existing, format_number(10**8 + 1)))
+    assert await _load(backend, fresh) is None
+    again = await _load(backend, existing)
+    assert again is not None and (again.number, again.version) == (stored.number, stored.version)
+
+
 # ---- numbers ----------------------------------------------------------------------------------
 async def test_numbers_are_never_handed_out_twice_even_after_a_rollback(backend: Backend) -> None:
     async with backend.uow() as uow:

@@ -30,6 +30,7 @@ from ticket_contracts import (
 )
 
 from service.adapters import tables as t
+from service.adapters.retry import is_transient
 from service.adapters.unit_of_work import NOTIFY_CHANNEL, SqlUnitOfWork
 from service.app import _asyncpg_dsn
 from service.adapters.serialization import result_json
@@ -337,6 +338,34 @@ async def test_a_batch_hitting_a_constraint_falls_back_to_one_by_one(engine: Asy
             t.processed_commands.c.message_id == reused.message_id))).one()
         assert [r.body for r in await conn.execute(select(t.replies))] == ["first"]
     assert (row.status, json.loads(row.result)["reason"]) == ("rejected", "conflict")
+
+
+# ---- a dropped connection -----------------------------------------------------------------------
+async def test_a_pooled_connection_the_server_dropped_fails_transiently_and_is_replaced(engine: AsyncEngine) -> None:
+    """The unit of work's BEGIN goes straight to asyncpg, and it is the first use of a pooled
+    connection: a connection the server dropped must be a transient failure (retried) and leave
+    the pool, as when SQLAlchemy itself meets it — not fail every batch after it."""
+    async with SqlUnitOfWork(engine) as uow:
+        await uow.lock_tickets([new_id()])
+        pid = await (await uow._driver()).fetchval("SELECT pg_backend_pid()")
+    admin = await asyncpg.connect(_asyncpg_dsn(engine.url.render_as_string(hide_password=False)))
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        await eventually(lambda: _gone(admin, pid), timeout=10, what="the backend to end")
+    finally:
+        await admin.close()
+
+    with pytest.raises(Exception) as refused:
+        async with SqlUnitOfWork(engine) as uow:
+            await uow.lock_tickets([new_id()])
+    assert is_transient(refused.value), repr(refused.value)
+    async with SqlUnitOfWork(engine) as uow:  # on a new connection
+        await uow.lock_tickets([new_id()])
+        assert await (await uow._driver()).fetchval("SELECT pg_backend_pid()") != pid
+
+
+async def _gone(admin: asyncpg.Connection, pid: int) -> bool:
+    return not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
 
 
 # ---- locks on tickets that do not exist yet -----------------------------------------------------

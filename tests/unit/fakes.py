@@ -17,7 +17,6 @@ import json
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 from ticket_contracts import commands as c
@@ -196,7 +195,7 @@ def _row(ticket: Ticket) -> dict[str, Any]:
 
 
 def _ticket(row: dict[str, Any]) -> Ticket:
-    return ticket_from_row(SimpleNamespace(_mapping=row))
+    return ticket_from_row(row)
 
 
 # ---- seeding ------------------------------------------------------------------------------
