@@ -59,3 +59,13 @@ def test_the_forged_good_document_is_accepted() -> None:  # the cases above diff
 def test_a_priority_rank_outside_1_to_4_is_invalid(rank: object) -> None:
     with pytest.raises(InvalidInput):
         decode_page(_forge(GOOD | {"s": "priority", "k": [rank, NOW.isoformat(), str(ID)]}), "priority", True, "f" * 16)
+
+
+def test_a_filters_fingerprint_is_stable_across_releases() -> None:
+    """Cursors carry it: a release that changed it would turn every cursor in flight into an error."""
+    from service.handlers.read_model import TicketFilter
+
+    issued = TicketFilter(customer_id=uuid.UUID("00000000-0000-4000-8000-000000000001"), statuses=("new", "open"),
+                          created_from=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), title_contains="printer")
+    assert issued.fingerprint() == "d1b746661dee6859"
+    assert TicketFilter().fingerprint() == "641da943d1782178"
