@@ -97,7 +97,7 @@ class OutboxRelay:
                 self._set_active(False)
 
     async def _lead(self) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
+        conn = await self.connect()
         try:
             # An instance that is stopping never takes the relay (it would hand it over at once).
             while not (self._may_lead() and await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY)):
@@ -115,6 +115,15 @@ class OutboxRelay:
         finally:
             self._set_active(False)  # now, not after the back-off: the lock goes with the connection
             await _close(conn)
+
+    async def connect(self) -> asyncpg.Connection:
+        """The relay's session. Its commits (the marks) are asynchronous: PostgreSQL acknowledges
+        them before their WAL reaches the disk — ~1 ms less per round, the largest part of a small
+        round's marking. Losing the last marks to a database crash is the crash between publishing
+        and marking that the relay already allows for: those rows are published again (same
+        ``event_id``). Commands' transactions are not affected; they stay synchronous."""
+        conn: asyncpg.Connection = await asyncpg.connect(self._dsn, server_settings={"synchronous_commit": "off"})
+        return conn
 
     async def _round(self, conn: asyncpg.Connection) -> int:
         rows = await conn.fetch(_UNPUBLISHED, self._batch)

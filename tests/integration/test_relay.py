@@ -442,3 +442,18 @@ async def test_every_event_and_result_carries_its_headers_and_the_stored_trace_c
     assert len(in_trace) == 2 and all(s.parent.span_id == int(traceparent[36:52], 16) for s in in_trace)
     assert {s.context.trace_id for s in per_message} - {int(trace_id, 16)} <= {r.context.trace_id for r in rounds}
     assert any(link.context.trace_id == int(trace_id, 16) for s in rounds for link in s.links)
+
+
+async def test_the_relay_commits_its_marks_asynchronously_and_nothing_else_does(
+    engine: AsyncEngine, broker: AIOKafkaProducer,
+) -> None:
+    """A lost mark is a republish (at least once, same event_id); a lost command would be data loss."""
+    dsn = _asyncpg_dsn(engine.url.render_as_string(hide_password=False))
+    relay = OutboxRelay(dsn, Publish(broker), Metrics(), batch_size=10, poll_interval_s=1.0)
+    conn = await relay.connect()
+    try:
+        assert await conn.fetchval("SHOW synchronous_commit") == "off"
+    finally:
+        await conn.close()
+    async with engine.connect() as commands:
+        assert await commands.scalar(text("SHOW synchronous_commit")) == "on"
