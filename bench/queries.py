@@ -49,8 +49,8 @@ from ticket_contracts.answers import AnswerBase, ErrorAnswer, SearchAnswer, Tick
 from ticket_contracts.envelope import Actor as ContractActor
 
 from service.adapters.explain import index_names, plan
-from service.app import freeze_startup_heap
 from service.adapters.read_models import reading, search_statement, ticket_page_statement
+from service.app import freeze_startup_heap
 from service.domain.values import Actor, Role
 from service.handlers.queries import answer
 from service.handlers.read_model import PageRequest, TicketFilter

@@ -114,8 +114,7 @@ def create_app(settings: Settings | None = None, *,
             connect_args={"server_settings": {"tickets.search_config": settings.search_text_config}},
         )
         # Queries get a pool of their own: half the size, read-only, never more connections.
-        rt.read_engine = read_engine(settings.database_url, pool_size=query_pool_size(settings),
-                                     search_config=settings.search_text_config)
+        rt.read_engine = read_engine(settings.database_url, pool_size=query_pool_size(settings))
         if settings.check_schema_on_start:
             await check_schema_at_head(rt.engine)
         await check_search_config(rt.engine, settings.search_text_config)

@@ -80,14 +80,13 @@ SNIPPET_OPTIONS = ("StartSel=<mark>, StopSel=</mark>, MaxFragments=2, MaxWords=2
                    "FragmentDelimiter=\" … \"")
 
 
-def read_engine(database_url: str, *, pool_size: int, search_config: str = DEFAULT_SEARCH_CONFIG) -> AsyncEngine:
+def read_engine(database_url: str, *, pool_size: int) -> AsyncEngine:
     """The query side's own pool: ``pool_size`` connections and no more (the commands' pool is
     never drawn on), each with read-only transactions by default — a statement that would write
     fails, with or without an explicit transaction."""
     return create_async_engine(
         database_url, pool_size=pool_size, max_overflow=0, hide_parameters=True,
-        connect_args={"server_settings": {"default_transaction_read_only": "on",
-                                          "tickets.search_config": search_config}},
+        connect_args={"server_settings": {"default_transaction_read_only": "on"}},
     )
 
 
@@ -132,16 +131,26 @@ class SqlTicketReads:
 
     async def tickets(self, where: TicketFilter, page: PageRequest, *, staff: bool,
                       count_cap: int | None = None) -> tuple[list[TicketView], Total | None]:
+        """The page; with ``count_cap``, also how many match — exact up to the cap when counting is
+        cheap, otherwise the planner's estimate:
+
+        1. EXPLAIN (plan only, nothing runs) the capped count ``SELECT count(*) FROM (SELECT 1 …
+           LIMIT cap + 1)``: its total cost, and the rows expected under the LIMIT (the estimate).
+        2. If that cost is over COUNT_COST_BUDGET, or the estimate over COUNT_ESTIMATE_MARGIN × the
+           cap, the estimate is the total (``exact=False``) and the page is read alone.
+        3. Otherwise the count is a column of the page's statement. At most ``cap``: the exact total.
+           More: the larger of the estimate and ``cap + 1``, ``exact=False``.
+        """
         stmt = ticket_page_statement(where, page, staff=staff)
         if count_cap is None:
             return await self._with_attachments(await STATEMENTS.fetch(self._conn, stmt), staff=staff), None
-        capped, estimate = await self._count_plan(select(literal(1)).select_from(t).where(*conditions(where)),
-                                                  count_cap)
-        if capped is None:  # too dear to count: the estimate, and the page alone
-            return await self._with_attachments(await STATEMENTS.fetch(self._conn, stmt), staff=staff), estimate
-        rows = await STATEMENTS.fetch(self._conn, stmt.add_columns(capped.scalar_subquery().label(_COUNTED)))
-        counted = rows[0][_COUNTED] if rows else 0
-        return await self._with_attachments(rows, staff=staff), _total(counted, estimate, count_cap)
+        capped, estimate = await self._count_plan(_matching_tickets(where), count_cap)
+        if capped is None:  # too dear to count
+            rows, total = await STATEMENTS.fetch(self._conn, stmt), estimate
+        else:
+            rows = await STATEMENTS.fetch(self._conn, stmt.add_columns(capped.scalar_subquery().label(_COUNTED)))
+            total = _total(rows[0][_COUNTED] if rows else 0, estimate, count_cap)
+        return await self._with_attachments(rows, staff=staff), total
 
     async def _with_attachments(self, rows: list[asyncpg.Record], *, staff: bool) -> list[TicketView]:
         """Ticket views with their descriptions' attachments: one more statement, for the rows that
@@ -163,17 +172,6 @@ class SqlTicketReads:
             grouped.setdefault(row[key], []).append(attachment_from_row(row).view(show_uri=staff))
         return grouped
 
-    async def count(self, where: TicketFilter, cap: int) -> Total:
-        """Exact up to ``cap`` when counting is cheap; otherwise the planner's estimate.
-
-        1. EXPLAIN (plan only, nothing runs) the capped count ``SELECT count(*) FROM (SELECT 1 …
-           LIMIT cap + 1)``: its total cost, and the rows expected under the LIMIT (the estimate).
-        2. If that cost is over COUNT_COST_BUDGET, answer the estimate (``exact=False``).
-        3. Otherwise run it. At most ``cap`` rows: the exact total. More: the larger of the
-           estimate and ``cap + 1``, ``exact=False``.
-        """
-        return await self._count(select(literal(1)).select_from(t).where(*conditions(where)), cap)
-
     async def search(self, where: TicketFilter, text: str, after: SortKey | None, limit: int, *,
                      staff: bool) -> list[SearchItem]:
         """Up to ``limit + 1`` matches, newest first, after ``after`` (created_at, id)."""
@@ -183,7 +181,7 @@ class SqlTicketReads:
         return [SearchItem.model_validate(dict(row)) for row in rows]
 
     async def search_count(self, where: TicketFilter, text: str, cap: int, *, staff: bool) -> Total:
-        """Like :meth:`count`, for the matches of a search."""
+        """How many tickets match the search, decided as for :meth:`tickets`' count (then run apart)."""
         source, matches, _ = _matching(where, _tsquery(text, self._search_config), staff=staff)
         async with self._custom_plans():
             return await self._count(select(literal(1)).select_from(source).where(*matches), cap)
@@ -287,6 +285,10 @@ def conditions(w: TicketFilter) -> list[ColumnElement[bool]]:
     if w.title_contains:
         where.append(t.c.title.ilike(f"%{_escape_like(w.title_contains)}%", escape="\\"))
     return where
+
+
+def _matching_tickets(where: TicketFilter) -> Select[Any]:
+    return select(literal(1)).select_from(t).where(*conditions(where))
 
 
 def ticket_page_statement(where: TicketFilter, page: PageRequest, *, staff: bool) -> Select[Any]:

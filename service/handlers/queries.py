@@ -5,7 +5,7 @@ answer; none loads an aggregate. A rule violation raises a domain error — the 
 turns it into an ``ErrorAnswer`` with the same reason code a command would get.
 
 Pages: keyset pagination on (sort key…, id); ``total`` is counted for the first page only
-(exact up to ``COUNT_CAP``, see ``SqlTicketReads.count``) and carried by the cursor to the
+(exact up to ``COUNT_CAP``, see ``SqlTicketReads.tickets``) and carried by the cursor to the
 pages after it, so it is the number of matching tickets when the walk started.
 """
 

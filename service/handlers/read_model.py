@@ -79,10 +79,8 @@ class TicketReads(Protocol):
     async def tickets(self, where: TicketFilter, page: PageRequest, *, staff: bool,
                       count_cap: int | None = None) -> tuple[list[TicketView], Total | None]:
         """Up to ``page.limit + 1`` tickets after ``page.after`` (the extra one says: there is more);
-        with ``count_cap``, also how many match (as :meth:`count` answers), from the same snapshot."""
-
-    async def count(self, where: TicketFilter, cap: int) -> Total:
-        """How many tickets match: exact up to ``cap``, an estimate above."""
+        with ``count_cap``, also how many match — exact up to the cap, an estimate above — from the
+        same snapshot."""
 
     async def search(self, where: TicketFilter, text: str, after: SortKey | None, limit: int, *,
                      staff: bool) -> list[SearchItem]:
