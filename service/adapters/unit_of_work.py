@@ -69,12 +69,29 @@ _INBOX = ("SELECT message_id, result, reply_to, fingerprint FROM processed_comma
           "WHERE message_id = ANY($1::uuid[])")
 _USERS = f"SELECT {_columns(t.users)} FROM users WHERE user_id = ANY($1::uuid[])"
 _NUMBERS = f"SELECT nextval('{t.ticket_number_seq.name}') FROM generate_series(1, $1)"
-#: Every column of ``tickets``: the parameters ($1, $2, …) of both the INSERT and the UPDATE.
+#: Every column of ``tickets``, in the order of the array parameters ($1, $2, …) of both writes.
 _TICKET_ROW = tuple(t.tickets.c.keys())
-_INSERT_TICKET = (f"INSERT INTO tickets ({_columns(t.tickets)}) "
-                  f"VALUES ({', '.join(f'${n}' for n, _ in enumerate(_TICKET_ROW, 1))})")
-_UPDATE_TICKET = ("UPDATE tickets SET " + ", ".join(f"{c} = ${n}" for n, c in enumerate(_TICKET_ROW, 1) if c != "id")
-                  + f" WHERE id = ${_TICKET_ROW.index('id') + 1}")
+#: Array-typed columns go as one text literal per row (``{"a","b"}``), cast back to their array type:
+#: ``unnest`` of a two-dimensional array would flatten it, and ticket arrays differ in length.
+_ARRAY_COLUMNS = frozenset(c.name for c in t.tickets.c if isinstance(c.type, ARRAY))
+
+
+def _unnest_tickets() -> tuple[str, str]:
+    params, casts = [], []
+    for n, c in enumerate(t.tickets.c, 1):
+        kind = c.type.compile(dialect=postgresql.dialect())
+        params.append(f"${n}::text[]" if c.name in _ARRAY_COLUMNS else f"${n}::{kind}[]")
+        casts.append(f"u.{c.name}::{kind}" if c.name in _ARRAY_COLUMNS else f"u.{c.name}")
+    source = f"unnest({', '.join(params)}) AS u({_columns(t.tickets)})"
+    insert = f"INSERT INTO tickets ({_columns(t.tickets)}) SELECT {', '.join(casts)} FROM {source}"
+    update = ("UPDATE tickets SET " + ", ".join(f"{c} = {v}" for c, v in zip(_TICKET_ROW, casts, strict=True) if c != "id")
+              + f" FROM {source} WHERE tickets.id = u.id")
+    return insert, update
+
+
+#: One statement each for the batch's new and changed tickets, whatever their number: one array
+#: parameter per column (as the floor writes). One execution, one firing of the search triggers.
+_INSERT_TICKETS, _UPDATE_TICKETS = _unnest_tickets()
 
 
 def lock_key(ticket_id: uuid.UUID) -> int:
@@ -211,11 +228,10 @@ class SqlUnitOfWork(BatchChanges):
         c = self.conn
         try:
             driver = await self._driver()
-            # executemany of a prepared statement: every row in one round trip.
             if rows.new_tickets:
-                await driver.executemany(_INSERT_TICKET, [_ticket_values(x) for x in rows.new_tickets])
+                await driver.execute(_INSERT_TICKETS, *_ticket_arrays(rows.new_tickets))
             if rows.changed_tickets:
-                await driver.executemany(_UPDATE_TICKET, [_ticket_values(x) for x in rows.changed_tickets])
+                await driver.execute(_UPDATE_TICKETS, *_ticket_arrays(rows.changed_tickets))
             # One round trip for the bulk of the batch: replies, time entries, history, inbox, NOTIFY.
             await _insert_all(driver, [
                 (t.replies, [reply_to_row(r) for r in rows.replies]),
@@ -267,9 +283,17 @@ class SqlUnitOfWork(BatchChanges):
         return self._raw
 
 
-def _ticket_values(ticket: Ticket) -> tuple[Any, ...]:
-    row = ticket_to_row(ticket)
-    return tuple(row[c] for c in _TICKET_ROW)
+def _ticket_arrays(tickets: list[Ticket]) -> list[list[Any]]:
+    """The tickets' rows as one list per column (the statements' array parameters)."""
+    rows = [ticket_to_row(x) for x in tickets]
+    return [[array_literal(r[c]) for r in rows] if c in _ARRAY_COLUMNS else [r[c] for r in rows]
+            for c in _TICKET_ROW]
+
+
+def array_literal(values: Iterable[Any]) -> str:
+    """A PostgreSQL array literal of ``values``, every element double-quoted (so no element —
+    ``NULL``, commas, braces, quotes, backslashes, blanks — is read as anything but its text)."""
+    return "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
 _PG = postgresql.dialect()

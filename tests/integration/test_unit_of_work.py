@@ -23,6 +23,7 @@ from ticket_contracts import (
     IngestEmail,
     LogTime,
     MergeTicket,
+    SetFollowers,
     UpdateTicket,
     new_id,
     parse_event,
@@ -31,7 +32,7 @@ from ticket_contracts import (
 
 from service.adapters import tables as t
 from service.adapters.retry import is_transient
-from service.adapters.unit_of_work import NOTIFY_CHANNEL, SqlUnitOfWork
+from service.adapters.unit_of_work import NOTIFY_CHANNEL, SqlUnitOfWork, array_literal
 from service.app import _asyncpg_dsn
 from service.adapters.serialization import result_json
 from service.entrypoints.commands import message_bus
@@ -443,3 +444,44 @@ async def test_a_merge_and_the_targets_own_commands_on_another_instance_serializ
 
 async def _at_least(engine: AsyncEngine, n: int) -> bool:
     return await lock_waiters(engine) >= n
+
+
+# ---- the multi-row ticket writes -----------------------------------------------------------------
+async def test_array_literals_read_back_as_the_exact_elements(engine: AsyncEngine) -> None:
+    hostile = ["a", 'quo"te', "back\\slash", "NULL", "", " padded ", "{,}", "ünï", "a,b"]
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        assert await driver.fetchval("SELECT $1::text::text[]", array_literal(hostile)) == hostile
+        assert await driver.fetchval("SELECT $1::text::text[]", array_literal([])) == []
+        ids = [uuid.uuid4(), uuid.uuid4()]
+        assert await driver.fetchval("SELECT $1::text::uuid[]", array_literal(ids)) == ids
+
+
+async def test_one_batch_inserts_and_updates_many_tickets_with_arrays_of_different_lengths(
+        engine: AsyncEngine) -> None:
+    """New and changed tickets go as one multi-row statement each: every row keeps its own arrays."""
+    agent = await add_user(engine, "agent")
+    owner = customer()
+    old = [new_id() for _ in range(3)]
+    for ticket_id in old:
+        await _create(engine, ticket_id, owner)
+    new = [new_id() for _ in range(3)]
+    batch = [incoming(CreateTicket(actor=owner, payload={"ticket_id": i, "title": f"T{n}", "description": "D",
+                                                         "tags": [f"tag-{k}" for k in range(n)]}))
+             for n, i in enumerate(new)]
+    batch += [incoming(UpdateTicket(actor=staff(), payload={"ticket_id": i, "tags": [f"t{k}" for k in range(n + 1)]}))
+              for n, i in enumerate(old)]
+    batch.append(incoming(SetFollowers(actor=staff(), payload={"ticket_id": old[0], "add": [agent]})))
+
+    outcomes = await handle_batch(batch, SqlUnitOfWork(engine))
+
+    assert [o.status for o in outcomes] == ["accepted"] * len(batch), [o.reason for o in outcomes]
+    for n, ticket_id in enumerate(new):
+        row = await _ticket(engine, ticket_id)
+        assert (row["title"], row["tags"], row["version"]) == (f"T{n}", [f"tag-{k}" for k in range(n)], 1)
+    for n, ticket_id in enumerate(old):
+        row = await _ticket(engine, ticket_id)
+        assert row["tags"] == [f"t{k}" for k in range(n + 1)]
+        assert row["follower_ids"] == ([agent] if n == 0 else [])
+        assert row["version"] == (3 if n == 0 else 2)
