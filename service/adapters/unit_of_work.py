@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import Table, any_, bindparam, func, insert, select, update
+from sqlalchemy import Column, Table, any_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
@@ -62,6 +62,18 @@ def _columns(table: Table) -> str:
     return ", ".join(table.c.keys())
 
 
+_PG = postgresql.dialect()
+
+
+def _sql_type(column: Column[Any]) -> str:
+    return str(column.type.compile(dialect=_PG))
+
+
+def _array_param(number: int, column: Column[Any]) -> str:
+    """The ``number``-th parameter as an array of ``column``'s type (one element per row)."""
+    return f"${number}::{_sql_type(column)}[]"
+
+
 # The hot path's statements, run on asyncpg directly (constant text: prepared once per connection).
 _ADVISORY_LOCKS = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k"
 _LOCK_TICKETS = f"SELECT {_columns(t.tickets)} FROM tickets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
@@ -77,14 +89,17 @@ _ARRAY_COLUMNS = frozenset(c.name for c in t.tickets.c if isinstance(c.type, ARR
 
 
 def _unnest_tickets() -> tuple[str, str]:
-    params, casts = [], []
+    params, values = [], []
     for n, c in enumerate(t.tickets.c, 1):
-        kind = c.type.compile(dialect=postgresql.dialect())
-        params.append(f"${n}::text[]" if c.name in _ARRAY_COLUMNS else f"${n}::{kind}[]")
-        casts.append(f"u.{c.name}::{kind}" if c.name in _ARRAY_COLUMNS else f"u.{c.name}")
+        if c.name in _ARRAY_COLUMNS:
+            params.append(f"${n}::text[]")
+            values.append(f"u.{c.name}::{_sql_type(c)}")
+        else:
+            params.append(_array_param(n, c))
+            values.append(f"u.{c.name}")
     source = f"unnest({', '.join(params)}) AS u({_columns(t.tickets)})"
-    insert = f"INSERT INTO tickets ({_columns(t.tickets)}) SELECT {', '.join(casts)} FROM {source}"
-    update = ("UPDATE tickets SET " + ", ".join(f"{c} = {v}" for c, v in zip(_TICKET_ROW, casts, strict=True) if c != "id")
+    insert = f"INSERT INTO tickets ({_columns(t.tickets)}) SELECT {', '.join(values)} FROM {source}"
+    update = ("UPDATE tickets SET " + ", ".join(f"{c} = {v}" for c, v in zip(_TICKET_ROW, values, strict=True) if c != "id")
               + f" FROM {source} WHERE tickets.id = u.id")
     return insert, update
 
@@ -296,8 +311,6 @@ def array_literal(values: Iterable[Any]) -> str:
     return "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
-_PG = postgresql.dialect()
-
 
 async def _insert_all(driver: asyncpg.Connection, inserts: list[tuple[Table, list[dict[str, Any]]]], *,
                       notify: bool) -> None:
@@ -323,7 +336,7 @@ def _combined_insert(tables: list[tuple[Table, tuple[str, ...]]], notify: bool) 
         arrays = []
         for name in columns:
             number += 1
-            arrays.append(f"${number}::{table.c[name].type.compile(dialect=_PG)}[]")
+            arrays.append(_array_param(number, table.c[name]))
         ctes.append(f"{table.name}_rows AS (INSERT INTO {table.name} ({', '.join(columns)}) "
                     f"SELECT * FROM unnest({', '.join(arrays)}))")
     final = f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')" if notify else "SELECT 1"
