@@ -167,7 +167,8 @@ def _proc_cpu(pid: int, children: bool = False) -> float:
 
 
 def _tree_cpu(root: int) -> float:
-    """CPU seconds of ``root`` (with its reaped children) and of its live children: a PostgreSQL server."""
+    """CPU seconds of ``root`` (with its reaped children) and of its live children: a PostgreSQL
+    server, or the service with its relay process."""
     total = _proc_cpu(root, children=True)
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -499,7 +500,7 @@ class Run:
     scratch: Path
 
     def meter(self, t: Target) -> CpuMeter:
-        parts: dict[str, Callable[[], float]] = {"system_under_test": lambda: _proc_cpu(t.system.pid),
+        parts: dict[str, Callable[[], float]] = {"system_under_test": lambda: _tree_cpu(t.system.pid),
                                                  "bench": lambda: sum(os.times()[:2])}
         if (pm := self.servers.postmaster_pid) is not None:
             parts["postgres"] = lambda: _tree_cpu(pm)
@@ -621,8 +622,9 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
     if not Path(spy).exists():
         print("  (py-spy not found; pip install py-spy into the venv to profile)", file=sys.stderr)
         return None
-    return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--output",
-                             str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # --subprocesses: the relay's process too (service.relay_process).
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--rate", "250", "--format", "raw",
+                             "--output", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def stop_profiler(profiler: subprocess.Popen[bytes] | None) -> None:

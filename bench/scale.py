@@ -88,7 +88,7 @@ async def one_count(n: int, args: argparse.Namespace, servers: Servers, scratch:
         ids = [w.message_id for w in wires]
         postmaster = servers.postmaster_pid
         meter = CpuMeter({
-            "service": lambda: sum(_proc_cpu(s.pid) for s in instances if s.process is not None),
+            "service": lambda: sum(_tree_cpu(s.pid) for s in instances if s.process is not None),
             "postgres": (lambda: _tree_cpu(postmaster)) if postmaster else (lambda: 0.0),
             "broker": (lambda: _proc_cpu(broker_pid)) if broker_pid else (lambda: 0.0),
         })

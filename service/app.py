@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Union
 
 from aiokafka import AIOKafkaProducer
@@ -33,7 +33,8 @@ from service.adapters.auth import ActorResolver
 from service.adapters.read_models import check_search_config, read_engine
 from service.entrypoints.kafka_security import check_tls, faststream_security, kafka_security
 from service.adapters.partitioning import partition_for
-from service.adapters.relay import OutboxRelay
+from service.adapters.relay import MetricsReports, OutboxRelay, RelayReports
+from service.adapters.reply_topics import ReplyTopics
 from service.entrypoints.broker import TicketBroker
 from service.entrypoints.commands import command_router
 from service.entrypoints.fetch_waits import FetchWaits
@@ -45,6 +46,7 @@ from service.entrypoints.user_events import user_events_router
 from service.logging import configure_logging, get_logger
 from service.metrics import Metrics, service_version
 from service.migrate import check_schema_at_head
+from service.relay_process import RelayProcess
 from service.runtime import Runtime
 from service.settings import Settings, load_settings
 from service.tracing import tracer_provider_from_env
@@ -58,9 +60,13 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: Settings | None = None, *,
-               tracer_provider: TracerProvider | None = None) -> tuple[FastStream, Runtime]:
-    """``tracer_provider``: where spans go; by default as the ``OTEL_*`` variables say (off unless set)."""
+def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None,
+               relay_process: bool = False) -> tuple[FastStream, Runtime]:
+    """``tracer_provider``: where spans go; by default as the ``OTEL_*`` variables say (off unless set).
+
+    ``relay_process``: the outbox relay runs in a child process (:mod:`service.relay_process`), as
+    `tickets run` does by default; otherwise on this event loop (tests and tooling host the service
+    in their own loop and read its relay's spans and state directly)."""
     settings = settings or load_settings()
     provider = tracer_provider if tracer_provider is not None else tracer_provider_from_env()
     security = kafka_security(settings)
@@ -91,6 +97,7 @@ def create_app(settings: Settings | None = None, *,
                                      schema_version="3.0.0"),
     )
     tasks: list[asyncio.Task[Any]] = []
+    relay_reports = MetricsReports(rt.metrics, on_active=lambda active: setattr(rt, "relay_active", active))
     servers: list[asyncio.Server] = []
     producers: list[AIOKafkaProducer] = []
     monitors: list[LagMonitor] = []
@@ -118,22 +125,17 @@ def create_app(settings: Settings | None = None, *,
         if settings.check_schema_on_start:
             await check_schema_at_head(rt.engine)
         await check_search_config(rt.engine, settings.search_text_config)
+        if relay_process:  # now: the child starts (~1 s of imports) while the consumers join their groups
+            supervisor = RelayProcess(settings, relay_reports, restart_max_s=settings.retry_max_backoff_s)
+            tasks.append(asyncio.create_task(supervisor.run(), name="relay"))
 
     @app.after_startup
     async def start_background() -> None:
-        # linger_ms stays 0: with a linger, aiokafka and the embedded broker were seen to loop on
-        # metadata for a reply topic and to stall stop() for the request timeout (40 s).
-        producer = relay_producer(settings, security)
-        await producer.start()
-        producers.append(producer)
-        relay = OutboxRelay(
-            _asyncpg_dsn(settings.database_url, application_name=relay_application_name(settings)),
-            _publisher(producer), rt.metrics,
-            batch_size=settings.relay_batch_size, poll_interval_s=settings.relay_poll_interval_s,
-            retry_max_s=settings.retry_max_backoff_s, on_active=lambda active: setattr(rt, "relay_active", active),
-            tracer_provider=provider, may_lead=lambda: not rt.stopping, reply_topics=rt.reply_topics,
-        )
-        tasks.append(asyncio.create_task(relay.run(), name="relay"))
+        if not relay_process:
+            relay, producer = await start_relay(settings, security, relay_reports, tracer_provider=provider,
+                                                may_lead=lambda: not rt.stopping)
+            producers.append(producer)
+            tasks.append(asyncio.create_task(relay.run(), name="relay"))
         consumers = {sub.consumer._group_id: sub.consumer for sub in broker.subscribers  # type: ignore[attr-defined]
                      if getattr(sub, "consumer", None) is not None}
         monitor = LagMonitor(settings.kafka_bootstrap, consumers, rt.progress, rt.metrics,
@@ -194,6 +196,24 @@ def create_app(settings: Settings | None = None, *,
 
 
 OpsMessage = Annotated[Union[Heartbeat, ErasureProgress], Field(discriminator="type")]
+
+
+async def start_relay(settings: Settings, security: KafkaSecurity, reports: RelayReports, *,
+                      tracer_provider: TracerProvider | None, may_lead: Callable[[], bool] = lambda: True,
+                      ) -> tuple[OutboxRelay, AIOKafkaProducer]:
+    """The outbox relay (not yet running) with its producer (started), in this process or in the
+    relay's own. The producer's linger_ms stays 0: with a linger, aiokafka and the embedded broker
+    were seen to loop on metadata for a reply topic and to stall stop() for the request timeout (40 s)."""
+    producer = relay_producer(settings, security)
+    await producer.start()
+    relay = OutboxRelay(
+        _asyncpg_dsn(settings.database_url, application_name=relay_application_name(settings)),
+        _publisher(producer), reports,
+        batch_size=settings.relay_batch_size, poll_interval_s=settings.relay_poll_interval_s,
+        retry_max_s=settings.retry_max_backoff_s, tracer_provider=tracer_provider, may_lead=may_lead,
+        reply_topics=ReplyTopics(settings.reply_to_pattern),
+    )
+    return relay, producer
 
 
 def relay_producer(settings: Settings, security: KafkaSecurity) -> AIOKafkaProducer:
@@ -290,7 +310,7 @@ async def run_service(settings: Settings | None = None) -> None:
     """`tickets run`: run until SIGINT/SIGTERM, then shut down gracefully."""
     settings = settings or load_settings()
     configure_logging(settings.log_format, settings.log_level)
-    app, _ = create_app(settings)
+    app, _ = create_app(settings, relay_process=settings.relay_process)
     app.after_startup(freeze_startup_heap)  # after start_background: the service is ready
     await app.run()
 

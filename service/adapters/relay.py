@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from opentelemetry import trace
@@ -58,14 +58,46 @@ OLDEST_UNPUBLISHED_AGE_SQL = """SELECT COALESCE(EXTRACT(EPOCH FROM now() - LEAST
 )), 0)::float8"""
 
 
+class RelayReports(Protocol):
+    """What the relay tells its host: this process's metrics (:class:`MetricsReports`), or the
+    pipe to the parent when the relay runs in a process of its own (``service.relay_process``)."""
+
+    def active(self, active: bool) -> None: ...
+
+    def published(self, events: int, results: int, seconds: float) -> None: ...
+
+    def backlog(self, rows: int) -> None: ...
+
+
+class MetricsReports:
+    """The relay's reports into Prometheus metrics, and its leadership to ``on_active``."""
+
+    def __init__(self, metrics: Metrics, on_active: Callable[[bool], None] | None = None) -> None:
+        self._metrics = metrics
+        self._on_active = on_active
+
+    def active(self, active: bool) -> None:
+        self._metrics.relay_active.set(1 if active else 0)
+        if self._on_active:
+            self._on_active(active)
+
+    def published(self, events: int, results: int, seconds: float) -> None:
+        """One round: its rows, and the time from its first send to its last acknowledgement."""
+        self._metrics.relay_publish_seconds.observe(seconds)
+        self._metrics.published.labels("event").inc(events)
+        self._metrics.published.labels("result").inc(results)
+
+    def backlog(self, rows: int) -> None:
+        self._metrics.outbox_backlog.set(rows)
+
+
 class OutboxRelay:
-    def __init__(self, dsn: str, publish: Publish, metrics: Metrics, *, batch_size: int, poll_interval_s: float,
+    def __init__(self, dsn: str, publish: Publish, metrics: Metrics | RelayReports, *, batch_size: int, poll_interval_s: float,
                  retry_max_s: float = 10.0, on_active: Callable[[bool], None] | None = None,
                  tracer_provider: trace.TracerProvider | None = None,
                  may_lead: Callable[[], bool] = lambda: True,
                  reply_topics: ReplyTopics = DEFAULT_REPLY_TOPICS) -> None:
         self._reply_topics = reply_topics
-        self._on_active = on_active
         self._may_lead = may_lead
         provider = tracer_provider or trace.NoOpTracerProvider()
         self._tracer = provider.get_tracer(tracing.INSTRUMENTATION)
@@ -73,7 +105,7 @@ class OutboxRelay:
         self._span_per_message = not isinstance(provider, trace.NoOpTracerProvider)
         self._dsn = dsn
         self._publish = publish
-        self._metrics = metrics
+        self._reports = MetricsReports(metrics, on_active) if isinstance(metrics, Metrics) else metrics
         self._batch = batch_size
         self._poll = poll_interval_s
         self._retry_max = retry_max_s
@@ -111,7 +143,7 @@ class OutboxRelay:
                     try:
                         await asyncio.wait_for(self._wake.wait(), self._poll)
                     except TimeoutError:
-                        self._metrics.outbox_backlog.set(await conn.fetchval(BACKLOG_SQL))
+                        self._reports.backlog(await conn.fetchval(BACKLOG_SQL))
         finally:
             self._set_active(False)  # now, not after the back-off: the lock goes with the connection
             await _close(conn)
@@ -142,10 +174,9 @@ class OutboxRelay:
             attributes={"messaging.system": "kafka", "messaging.batch.message_count": len(messages)},
         ):
             await self._send(messages, replies)
-        self._metrics.relay_publish_seconds.observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
         await conn.execute(_MARK, [r["seq"] for r in events], [r["seq"] for r in results])
-        self._metrics.published.labels("event").inc(len(events))
-        self._metrics.published.labels("result").inc(len(results))
+        self._reports.published(len(events), len(results), seconds)
         return max(len(events), len(results))
 
     async def _send(self, messages: list[Outgoing], best_effort: list[Outgoing] | None = None) -> None:
@@ -178,9 +209,7 @@ class OutboxRelay:
 
     def _set_active(self, active: bool) -> None:
         self.active = active
-        self._metrics.relay_active.set(1 if active else 0)
-        if self._on_active:
-            self._on_active(active)
+        self._reports.active(active)
 
 
 def _key(key: Any) -> bytes | None:

@@ -49,6 +49,7 @@ async def _crash_scenario(stack: Stack, stop) -> None:
         await producer.flush()
         await eventually(lambda: _processed(engine, at_least=60), what="some progress before the crash")
         stop(first)
+        await eventually(first.group_gone, what="the stopped instance's relay process stopped with it")
         done_before_restart = await _count(engine)
         print(f"processed before the restart: {done_before_restart} of {len(commands)}")
         for command in commands[:40]:  # clients retry what they sent before the crash

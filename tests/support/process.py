@@ -55,6 +55,18 @@ class ServiceProcess:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
+    def group_gone(self) -> bool:
+        """No live process of this service's session is left: its relay process neither."""
+        assert self.proc is not None
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # exited meanwhile
+            if int(fields[2]) == self.proc.pid and fields[0] != "Z":  # process group; zombies are gone
+                return False
+        return True
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
