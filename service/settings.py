@@ -61,8 +61,8 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(500, description="Most outbox rows the relay publishes per round.")
     relay_poll_interval_s: float = Field(1.0, description="Relay polling fallback when no NOTIFY arrives.")
     relay_process: bool = Field(
-        True, description="`tickets run` relays the outbox from a child process of its own, on another core "
-        "than the command loop (docs/operations.md); false: on the service's event loop."
+        False, description="`tickets run` relays the outbox from a child process of its own, off the command "
+        "loop, for instances with a core to spare (docs/operations.md); false: on the service's event loop."
     )
     heartbeat_interval_s: float = Field(15.0, description="Seconds between heartbeats on tickets.ops.v1.")
     monitor_interval_s: float = Field(

@@ -23,6 +23,8 @@ class ServiceProcess:
             "TICKETS_CONSUMER_GROUP": group, "TICKETS_INSTANCE_ID": name, "TICKETS_HTTP_PORT": str(self.port),
             "TICKETS_LOG_FORMAT": "json", "TICKETS_HEARTBEAT_INTERVAL_S": "1", "TICKETS_RETRY_MAX_BACKOFF_S": "1",
             "TICKETS_BATCH_MAX_RECORDS": "50",
+            # The relay in its child process: the kills and restarts here are what it must survive.
+            "TICKETS_RELAY_PROCESS": "true",
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
