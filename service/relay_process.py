@@ -63,6 +63,8 @@ class RelayProcess:
                 log.info("relay process started", pid=child.pid)
                 theirs.close()  # the child holds its end now: the pipe ends when the child does
                 await self._follow(ours)
+            except Exception as error:  # e.g. the spawn failed (no memory, no file descriptors): try again
+                log.warning("relay process could not run", error=type(error).__name__)
             finally:
                 ours.close()
                 theirs.close()
@@ -83,7 +85,9 @@ class RelayProcess:
                 while conn.poll():
                     name, args = conn.recv()
                     getattr(self._reports, _REPORTS[name])(*args)
-            except (EOFError, OSError):
+            except Exception as error:  # the pipe ended (EOFError, OSError), or what came is not a report
+                if not isinstance(error, (EOFError, OSError)):
+                    log.warning("relay process sent something unreadable", error=type(error).__name__)
                 if not ended.done():
                     ended.set_result(None)
 

@@ -151,3 +151,26 @@ async def test_a_child_whose_parent_is_gone_stops_and_frees_the_lock(settings: S
         if child.is_alive():
             child.kill()
     assert await _lock_free(engine)
+
+
+async def test_a_spawn_that_fails_is_tried_again(engine: AsyncEngine, settings: Settings,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    spawned = multiprocessing.get_context("spawn").Process
+    real_start = spawned.start
+    failures = [OSError("out of file descriptors")]
+
+    def start(process: multiprocessing.process.BaseProcess) -> None:
+        if failures:
+            raise failures.pop()
+        real_start(process)
+
+    monkeypatch.setattr(spawned, "start", start)
+    reports = Recorded()
+    task = asyncio.create_task(RelayProcess(settings, reports, restart_max_s=0.5).run())
+    try:
+        await eventually(lambda: reports.history == [False, True], timeout=60,
+                         what="after the failed spawn, a child that leads")
+        assert not failures
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
