@@ -112,7 +112,12 @@ async def _gone(child: BaseProcess, timeout_s: float) -> None:
         if not await _exited(child, timeout_s):
             log.warning("relay process did not exit", pid=child.pid)
             return
-    child.join(0)
+    # Reap it: its end of the sentinel closes as it exits, a moment before it can be waited for.
+    for _ in range(100):
+        child.join(0)
+        if child.exitcode is not None:
+            return
+        await asyncio.sleep(0.01)
 
 
 async def _exited(child: BaseProcess, timeout_s: float) -> bool:
