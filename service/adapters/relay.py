@@ -78,7 +78,9 @@ class ScanBounds:
     running. After a round that read rows up to ``seq`` m, every row below m + 1 that will ever
     commit is either published or belongs to a transaction running at that read: it had its id
     (the insert triggers of migration e1b7c3a9f502 assign it before the row takes its ``seq``), so
-    it is below that snapshot's ``xmax``; a transaction that starts later takes ``seq`` above m.
+    it is below that snapshot's ``xmax``; a transaction that starts later takes ``seq`` above m (the
+    identity sequences hand out values in call order — CACHE 1, as created, which per-ticket order
+    relies on too).
     Once a later read's snapshot has ``xmin`` ≥ that ``xmax``, all of those have ended and that
     read saw what they committed — so, once its rows are published, ``lo`` becomes m + 1 (or less,
     where the read stopped at its LIMIT below). A candidate ripens a round or two later; a relay
