@@ -65,8 +65,8 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
     """``tracer_provider``: where spans go; by default as the ``OTEL_*`` variables say (off unless set).
 
     ``relay_process``: the outbox relay runs in a child process (:mod:`service.relay_process`), as
-    `tickets run` does by default; otherwise on this event loop (tests and tooling host the service
-    in their own loop and read its relay's spans and state directly)."""
+    `tickets run` does with TICKETS_RELAY_PROCESS=true; otherwise on this event loop (tests and
+    tooling host the service in their own loop and read its relay's spans and state directly)."""
     settings = settings or load_settings()
     provider = tracer_provider if tracer_provider is not None else tracer_provider_from_env()
     security = kafka_security(settings)
@@ -132,8 +132,8 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
     @app.after_startup
     async def start_background() -> None:
         if not relay_process:
-            relay, producer = await start_relay(settings, security, relay_reports, tracer_provider=provider,
-                                                may_lead=lambda: not rt.stopping)
+            relay, producer = await start_relay(settings, security, relay_reports, rt.reply_topics,
+                                                tracer_provider=provider, may_lead=lambda: not rt.stopping)
             producers.append(producer)
             tasks.append(asyncio.create_task(relay.run(), name="relay"))
         consumers = {sub.consumer._group_id: sub.consumer for sub in broker.subscribers  # type: ignore[attr-defined]
@@ -198,7 +198,7 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
 OpsMessage = Annotated[Union[Heartbeat, ErasureProgress], Field(discriminator="type")]
 
 
-async def start_relay(settings: Settings, security: KafkaSecurity, reports: RelayReports, *,
+async def start_relay(settings: Settings, security: KafkaSecurity, reports: RelayReports, reply_topics: ReplyTopics, *,
                       tracer_provider: TracerProvider | None, may_lead: Callable[[], bool] = lambda: True,
                       ) -> tuple[OutboxRelay, AIOKafkaProducer]:
     """The outbox relay (not yet running) with its producer (started), in this process or in the
@@ -211,7 +211,7 @@ async def start_relay(settings: Settings, security: KafkaSecurity, reports: Rela
         _publisher(producer), reports,
         batch_size=settings.relay_batch_size, poll_interval_s=settings.relay_poll_interval_s,
         retry_max_s=settings.retry_max_backoff_s, tracer_provider=tracer_provider, may_lead=may_lead,
-        reply_topics=ReplyTopics(settings.reply_to_pattern),
+        reply_topics=reply_topics,
     )
     return relay, producer
 

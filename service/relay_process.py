@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import multiprocessing
 import signal
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -84,7 +84,9 @@ class RelayProcess:
             try:
                 while conn.poll():
                     name, args = conn.recv()
-                    getattr(self._reports, _REPORTS[name])(*args)
+                    if name not in _REPORTS:
+                        raise ValueError(name)
+                    getattr(self._reports, name)(*args)
             except Exception as error:  # the pipe ended (EOFError, OSError), or what came is not a report
                 if not isinstance(error, (EOFError, OSError)):
                     log.warning("relay process sent something unreadable", error=type(error).__name__)
@@ -99,7 +101,7 @@ class RelayProcess:
 
 
 #: What a child may report: only these methods are called, whatever comes down the pipe.
-_REPORTS = {"active": "active", "published": "published", "backlog": "backlog"}
+_REPORTS = frozenset({"active", "published", "backlog"})
 
 
 async def _gone(child: BaseProcess, timeout_s: float) -> None:
@@ -141,7 +143,7 @@ async def _exited(child: BaseProcess, timeout_s: float) -> bool:
 class PipeReports:
     """The child's side of :class:`~service.adapters.relay.RelayReports`: each report down the pipe."""
 
-    def __init__(self, conn: Connection, on_broken: Any) -> None:
+    def __init__(self, conn: Connection, on_broken: Callable[[], None]) -> None:
         self._conn = conn
         self._on_broken = on_broken
 
@@ -174,7 +176,8 @@ def child_main(settings: Settings, conn: Connection) -> None:
 
 
 async def _relay_until_parent_goes(settings: Settings, conn: Connection) -> None:
-    from service.app import start_relay
+    from service.adapters.reply_topics import ReplyTopics
+    from service.app import freeze_startup_heap, start_relay
     from service.entrypoints.kafka_security import kafka_security
     from service.tracing import tracer_provider_from_env
 
@@ -186,10 +189,10 @@ async def _relay_until_parent_goes(settings: Settings, conn: Connection) -> None
 
     async def relay() -> None:
         relay, producer = await start_relay(settings, kafka_security(settings), PipeReports(conn, parent_gone.set),
+                                            ReplyTopics(settings.reply_to_pattern),
                                             tracer_provider=tracer_provider_from_env())
         producers.append(producer)
-        gc.collect()
-        gc.freeze()  # as the service does once ready (service.app.freeze_startup_heap)
+        freeze_startup_heap()  # as the service does once ready
         await relay.run()
 
     task = asyncio.create_task(relay(), name="relay")

@@ -50,8 +50,8 @@ _UNPUBLISHED = """(SELECT 'e' AS kind, seq, ticket_id, body, NULL::text AS reply
                  (SELECT 'r', seq, ticket_id, result, reply_to, traceparent, tracestate, NULL FROM processed_commands
                     WHERE result_published_at IS NULL AND seq >= $3 ORDER BY seq LIMIT $1)
                  UNION ALL
-                 SELECT 's', pg_snapshot_xmin(pg_current_snapshot())::text::bigint, NULL, NULL, NULL, NULL, NULL,
-                        pg_snapshot_xmax(pg_current_snapshot())::text::bigint"""
+                 SELECT 's', pg_snapshot_xmin(s)::text::bigint, NULL, NULL, NULL, NULL, NULL,
+                        pg_snapshot_xmax(s)::text::bigint FROM pg_current_snapshot() AS s"""
 _MARK = """WITH events AS (UPDATE ticket_events SET published_at = now() WHERE seq = ANY($1::bigint[]))
            UPDATE processed_commands SET result_published_at = now() WHERE seq = ANY($2::bigint[])"""
 BACKLOG_SQL = """SELECT (SELECT count(*) FROM ticket_events WHERE published_at IS NULL)
@@ -139,9 +139,8 @@ class MetricsReports:
 
 
 class OutboxRelay:
-    def __init__(self, dsn: str, publish: Publish, metrics: Metrics | RelayReports, *, batch_size: int, poll_interval_s: float,
-                 retry_max_s: float = 10.0, on_active: Callable[[bool], None] | None = None,
-                 tracer_provider: trace.TracerProvider | None = None,
+    def __init__(self, dsn: str, publish: Publish, reports: RelayReports, *, batch_size: int, poll_interval_s: float,
+                 retry_max_s: float = 10.0, tracer_provider: trace.TracerProvider | None = None,
                  may_lead: Callable[[], bool] = lambda: True,
                  reply_topics: ReplyTopics = DEFAULT_REPLY_TOPICS) -> None:
         self._reply_topics = reply_topics
@@ -152,7 +151,7 @@ class OutboxRelay:
         self._span_per_message = not isinstance(provider, trace.NoOpTracerProvider)
         self._dsn = dsn
         self._publish = publish
-        self._reports = MetricsReports(metrics, on_active) if isinstance(metrics, Metrics) else metrics
+        self._reports = reports
         self._batch = batch_size
         self._poll = poll_interval_s
         self._retry_max = retry_max_s

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ticket_contracts import AddReply, ChangeStatus, CreateTicket, LogTime, UpdateTicket, new_id, topics
 
 from service.adapters import tables as t
-from service.adapters.relay import RELAY_LOCK_KEY, OutboxRelay
+from service.adapters.relay import RELAY_LOCK_KEY, MetricsReports, OutboxRelay
 from service.adapters.reply_topics import DEFAULT_REPLY_TOPICS, ReplyTopics
 from service.adapters.unit_of_work import SqlUnitOfWork
 from service.app import _asyncpg_dsn, _publisher
@@ -124,8 +124,8 @@ async def relaying(
 ) -> AsyncIterator[Running]:
     dsn = _asyncpg_dsn(engine.url.render_as_string(hide_password=False))
     history: list[bool] = []
-    relay = OutboxRelay(dsn, publish, Metrics(), batch_size=batch, poll_interval_s=poll, retry_max_s=0.5,
-                        on_active=history.append, reply_topics=reply_topics)
+    relay = OutboxRelay(dsn, publish, MetricsReports(Metrics(), on_active=history.append), batch_size=batch,
+                        poll_interval_s=poll, retry_max_s=0.5, reply_topics=reply_topics)
     running = Running(relay, asyncio.create_task(relay.run()), publish, history)
     try:
         yield running
@@ -410,7 +410,7 @@ async def test_every_event_and_result_carries_its_headers_and_the_stored_trace_c
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     dsn = _asyncpg_dsn(engine.url.render_as_string(hide_password=False))
-    relay = OutboxRelay(dsn, Publish(broker), Metrics(), batch_size=500, poll_interval_s=0.2, tracer_provider=provider)
+    relay = OutboxRelay(dsn, Publish(broker), MetricsReports(Metrics()), batch_size=500, poll_interval_s=0.2, tracer_provider=provider)
     task = asyncio.create_task(relay.run())
     try:
         await reader.wait_for(traced, 2)
@@ -449,7 +449,7 @@ async def test_the_relay_commits_its_marks_asynchronously_and_nothing_else_does(
 ) -> None:
     """A lost mark is a republish (at least once, same event_id); a lost command would be data loss."""
     dsn = _asyncpg_dsn(engine.url.render_as_string(hide_password=False))
-    relay = OutboxRelay(dsn, Publish(broker), Metrics(), batch_size=10, poll_interval_s=1.0)
+    relay = OutboxRelay(dsn, Publish(broker), MetricsReports(Metrics()), batch_size=10, poll_interval_s=1.0)
     conn = await relay.connect()
     try:
         assert await conn.fetchval("SHOW synchronous_commit") == "off"

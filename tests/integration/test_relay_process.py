@@ -1,4 +1,4 @@
-"""The relay in a child process (`tickets run`'s default), on real PostgreSQL and a real broker:
+"""The relay in a child process (`tickets run` with TICKETS_RELAY_PROCESS=true), on real PostgreSQL and a real broker:
 it publishes and marks what commits, its reports reach the parent, a child that dies is replaced,
 and stopping the parent — or losing it — ends the child and frees the relay's lock."""
 
@@ -32,7 +32,7 @@ class Recorded:
 
     def __init__(self) -> None:
         self.history: list[bool] = []
-        self.events = self.results = self.rounds = 0
+        self.events = self.results = 0
 
     def active(self, active: bool) -> None:
         self.history.append(active)
@@ -41,7 +41,6 @@ class Recorded:
         assert seconds >= 0
         self.events += events
         self.results += results
-        self.rounds += 1
 
     def backlog(self, rows: int) -> None:
         pass
