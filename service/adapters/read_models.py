@@ -6,7 +6,9 @@ count are one statement (one snapshot), after an EXPLAIN that decides whether co
 a later page, or a ticket, is one statement; attachments cost a statement only for the rows that
 have some. A search (its page, then its count) runs in a transaction of its own, for the plan
 setting it needs. Every statement is SQLAlchemy Core, sent with asyncpg on the pooled connection
-itself (:mod:`.core_on_asyncpg`); rows are ``asyncpg.Record`` mappings. Why: bench/README.md,
+itself (:mod:`.core_on_asyncpg`); rows are ``asyncpg.Record`` mappings. The statements of pages,
+counts, tickets, threads and attachments are prepared shapes: built once per shape (which filters
+are present, sort, staff), their values passed by name (``_filter_values``). Why: bench/README.md,
 "Queries". Which rows an actor may see is
 decided by the handlers (:mod:`service.handlers.queries`) and arrives here as a TicketFilter.
 
@@ -25,6 +27,7 @@ import asyncpg
 from sqlalchemy import (
     ColumnElement,
     Float,
+    Integer,
     Select,
     Text,
     any_,
@@ -46,7 +49,7 @@ from ticket_contracts.views import ReplyView, TicketView, TimeEntryView
 from service.handlers.read_model import SORT_KEYS, PageRequest, SortKey, TicketFilter, Total
 
 from . import tables
-from .core_on_asyncpg import STATEMENTS
+from .core_on_asyncpg import STATEMENTS, Shaped
 from .explain import Explain, limited_input, top_node
 from .rows import attachment_from_row
 
@@ -126,7 +129,9 @@ class SqlTicketReads:
         self._search_config = search_config
 
     async def ticket(self, ticket_id: uuid.UUID, *, staff: bool) -> TicketView | None:
-        rows = await STATEMENTS.fetch(self._conn, _VIEW_SELECT[staff].where(t.c.id == ticket_id))
+        rows = await STATEMENTS.fetch_shaped(self._conn, Shaped(
+            ("ticket", staff), lambda: _VIEW_SELECT[staff].where(t.c.id == _param("ticket_id", ticket_id, t.c.id)),
+            {"ticket_id": ticket_id}))
         return (await self._with_attachments(rows, staff=staff))[0] if rows else None
 
     async def tickets(self, where: TicketFilter, page: PageRequest, *, staff: bool,
@@ -141,14 +146,16 @@ class SqlTicketReads:
         3. Otherwise the count is a column of the page's statement. At most ``cap``: the exact total.
            More: the larger of the estimate and ``cap + 1``, ``exact=False``.
         """
-        stmt = ticket_page_statement(where, page, staff=staff)
+        statements = PageStatements(where, page, staff=staff, count_cap=count_cap or 0)
         if count_cap is None:
-            return await self._with_attachments(await STATEMENTS.fetch(self._conn, stmt), staff=staff), None
-        capped, estimate = await self._count_plan(_matching_tickets(where), count_cap)
-        if capped is None:  # too dear to count
-            rows, total = await STATEMENTS.fetch(self._conn, stmt), estimate
+            rows = await STATEMENTS.fetch_shaped(self._conn, statements.page())
+            return await self._with_attachments(rows, staff=staff), None
+        cheap, estimate = _count_decision(
+            top_node(await STATEMENTS.scalar_shaped(self._conn, statements.count_plan())), count_cap)
+        if not cheap:  # too dear to count
+            rows, total = await STATEMENTS.fetch_shaped(self._conn, statements.page()), estimate
         else:
-            rows = await STATEMENTS.fetch(self._conn, stmt.add_columns(capped.scalar_subquery().label(_COUNTED)))
+            rows = await STATEMENTS.fetch_shaped(self._conn, statements.counted_page())
             total = _total(rows[0][_COUNTED] if rows else 0, estimate, count_cap)
         return await self._with_attachments(rows, staff=staff), total
 
@@ -156,20 +163,25 @@ class SqlTicketReads:
         """Ticket views with their descriptions' attachments: one more statement, for the rows that
         have some (``_has_attachments``) only."""
         ids = [row["id"] for row in rows if row[_ATTACHED]]
-        found = await self._attachments(at.c.ticket_id == any_(bindparam("ids", ids, type_=_UUID_ARRAY)),
-                                        at.c.reply_id.is_(None), staff=staff, key="ticket_id") if ids else {}
+        found = await self._attachments("ticket_id", ids, staff=staff) if ids else {}
         return [TicketView.model_validate(_view_fields(row) | {"attachments": found.get(row["id"], [])})
                 for row in rows]
 
-    async def _attachments(self, *where: ColumnElement[bool], staff: bool, key: str) -> dict[uuid.UUID, list[Any]]:
-        """Attachment views grouped by ``key`` (ticket_id or reply_id), oldest first. A customer never
-        gets an internal note's attachment, nor the uri of one that is not scanned clean."""
-        stmt = select(at).where(*where)
-        if not staff:
-            stmt = stmt.where(at.c.internal.is_(False))
+    async def _attachments(self, owner: str, ids: list[uuid.UUID], *, staff: bool) -> dict[uuid.UUID, list[Any]]:
+        """Attachment views of the tickets' descriptions (``owner`` "ticket_id") or of the replies
+        ("reply_id") ``ids``, grouped by owner, oldest first. A customer never gets an internal
+        note's attachment, nor the uri of one that is not scanned clean."""
+        def build() -> Select[Any]:
+            stmt = select(at).where(at.c[owner] == any_(bindparam("ids", ids, type_=_UUID_ARRAY)))
+            if owner == "ticket_id":
+                stmt = stmt.where(at.c.reply_id.is_(None))
+            if not staff:
+                stmt = stmt.where(at.c.internal.is_(False))
+            return stmt.order_by(at.c.created_at, at.c.id)
+
         grouped: dict[uuid.UUID, list[Any]] = {}
-        for row in await STATEMENTS.fetch(self._conn, stmt.order_by(at.c.created_at, at.c.id)):
-            grouped.setdefault(row[key], []).append(attachment_from_row(row).view(show_uri=staff))
+        for row in await STATEMENTS.fetch_shaped(self._conn, Shaped(("attachments", owner, staff), build, {"ids": ids})):
+            grouped.setdefault(row[owner], []).append(attachment_from_row(row).view(show_uri=staff))
         return grouped
 
     async def search(self, where: TicketFilter, text: str, after: SortKey | None, limit: int, *,
@@ -205,24 +217,24 @@ class SqlTicketReads:
         """The capped count of ``matching`` if it is cheap (EXPLAIN: planned, nothing runs), else
         None; and the planner's estimate."""
         capped = select(func.count()).select_from(matching.limit(cap + 1).subquery())
-        node = top_node(await STATEMENTS.scalar(self._conn, Explain(capped)))
-        below = limited_input(node)
-        estimate = Total(int(below["Plan Rows"]) if below is not None else 0, exact=False)
-        worth_it = node["Total Cost"] <= COUNT_COST_BUDGET and estimate.value <= COUNT_ESTIMATE_MARGIN * cap
+        worth_it, estimate = _count_decision(top_node(await STATEMENTS.scalar(self._conn, Explain(capped))), cap)
         return (capped if worth_it else None), estimate
 
     async def replies(self, ticket_id: uuid.UUID, *, internal: bool, after: SortKey | None,
                       limit: int) -> list[ReplyView]:
-        stmt = select(r).where(r.c.ticket_id == ticket_id)
-        if not internal:
-            stmt = stmt.where(r.c.internal.is_(False))
-        if after is not None:
-            stmt = stmt.where(_beyond([r.c.created_at, r.c.id], after, descending=False))
-        stmt = stmt.order_by(r.c.created_at, r.c.id).limit(limit + 1)
-        rows = await STATEMENTS.fetch(self._conn, stmt.add_columns(_has_attachments(internal, reply=r)))
+        def build() -> Select[Any]:
+            stmt = select(r, _has_attachments(internal, reply=r)).where(r.c.ticket_id == _param("ticket_id", ticket_id, r.c.ticket_id))
+            if not internal:
+                stmt = stmt.where(r.c.internal.is_(False))
+            if after is not None:
+                stmt = stmt.where(_beyond([r.c.created_at, r.c.id], after, descending=False))
+            return stmt.order_by(r.c.created_at, r.c.id).limit(_param("limit", limit + 1))
+
+        rows = await STATEMENTS.fetch_shaped(self._conn, Shaped(
+            ("replies", internal, after is not None), build,
+            {"ticket_id": ticket_id, "limit": limit + 1} | _after_values(after)))
         ids = [row["id"] for row in rows if row[_ATTACHED]]
-        found = await self._attachments(at.c.reply_id == any_(bindparam("ids", ids, type_=_UUID_ARRAY)),
-                                        staff=internal, key="reply_id") if ids else {}
+        found = await self._attachments("reply_id", ids, staff=internal) if ids else {}
         return [ReplyView.model_validate(_view_fields(row) | {"attachments": found.get(row["id"], [])})
                 for row in rows]
 
@@ -254,6 +266,13 @@ def _view_fields(row: asyncpg.Record) -> dict[str, Any]:
     return fields
 
 
+def _count_decision(node: dict[str, Any], cap: int) -> tuple[bool, Total]:
+    """From the EXPLAIN of a capped count: whether to run it, and the planner's estimate."""
+    below = limited_input(node)
+    estimate = Total(int(below["Plan Rows"]) if below is not None else 0, exact=False)
+    return node["Total Cost"] <= COUNT_COST_BUDGET and estimate.value <= COUNT_ESTIMATE_MARGIN * cap, estimate
+
+
 def _total(counted: int | None, estimate: Total, cap: int) -> Total:
     """A capped count's answer: exact up to ``cap``; above, at least ``cap + 1`` (or the estimate)."""
     if counted is not None and counted <= cap:
@@ -261,43 +280,125 @@ def _total(counted: int | None, estimate: Total, cap: int) -> Total:
     return Total(max(estimate.value, cap + 1), exact=False)
 
 
+def _filter_values(w: TicketFilter) -> dict[str, Any]:
+    """The parameters of a filter's WHERE clause (:func:`conditions`), by name. Which names are
+    present, with ``include_deleted`` and ``unassigned`` (which have no parameter), is the filter's
+    shape (:func:`_filter_shape`): a set filter of one value is ``status`` (``=``, so an index on
+    the column yields its order), of several ``status_any`` (``= ANY``)."""
+    values: dict[str, Any] = {}
+    if w.customer_id is not None:
+        values["customer_id"] = w.customer_id
+    if not w.unassigned and w.assignee_id is not None:
+        values["assignee_id"] = w.assignee_id
+    for name, chosen in (("status", w.statuses), ("priority", w.priorities)):
+        if len(chosen) == 1:
+            values[name] = chosen[0]
+        elif chosen:
+            values[f"{name}_any"] = list(chosen)
+    if w.category_id is not None:
+        values["category_id"] = w.category_id
+    if w.created_from is not None:
+        values["created_from"] = w.created_from
+    if w.created_to is not None:
+        values["created_to"] = w.created_to
+    if w.title_contains:
+        values["title_pattern"] = f"%{_escape_like(w.title_contains)}%"
+    return values
+
+
+def _filter_shape(w: TicketFilter, values: dict[str, Any]) -> tuple[Any, ...]:
+    return (w.include_deleted, w.unassigned, *values)
+
+
 def conditions(w: TicketFilter) -> list[ColumnElement[bool]]:
-    """The WHERE clause of a ticket filter (public for the benchmark's EXPLAINs)."""
+    """The WHERE clause of a ticket filter, its values named as :func:`_filter_values` names them
+    (public for the benchmark's EXPLAINs)."""
+    values = _filter_values(w)
     where: list[ColumnElement[bool]] = []
     if not w.include_deleted:
         where.append(t.c.deleted_at.is_(None))
-    if w.customer_id is not None:
-        where.append(t.c.customer_id == w.customer_id)
+    if "customer_id" in values:
+        where.append(t.c.customer_id == _param("customer_id", values["customer_id"], t.c.customer_id))
     if w.unassigned:
         where.append(t.c.assignee_id.is_(None))
-    elif w.assignee_id is not None:
-        where.append(t.c.assignee_id == w.assignee_id)
-    if w.statuses:
-        where.append(_one_of(t.c.status, w.statuses))
-    if w.priorities:
-        where.append(_one_of(t.c.priority, w.priorities))
-    if w.category_id is not None:
-        where.append(t.c.category_id == w.category_id)
-    if w.created_from is not None:
-        where.append(t.c.created_at >= w.created_from)
-    if w.created_to is not None:
-        where.append(t.c.created_at < w.created_to)
-    if w.title_contains:
-        where.append(t.c.title.ilike(f"%{_escape_like(w.title_contains)}%", escape="\\"))
+    elif "assignee_id" in values:
+        where.append(t.c.assignee_id == _param("assignee_id", values["assignee_id"], t.c.assignee_id))
+    for column in (t.c.status, t.c.priority):
+        if column.key in values:
+            where.append(column == _param(column.key, values[column.key], column))
+        elif f"{column.key}_any" in values:
+            where.append(column == any_(bindparam(f"{column.key}_any", values[f"{column.key}_any"], type_=_TEXT_ARRAY)))
+    if "category_id" in values:
+        where.append(t.c.category_id == _param("category_id", values["category_id"], t.c.category_id))
+    if "created_from" in values:
+        where.append(t.c.created_at >= _param("created_from", values["created_from"], t.c.created_at))
+    if "created_to" in values:
+        where.append(t.c.created_at < _param("created_to", values["created_to"], t.c.created_at))
+    if "title_pattern" in values:
+        where.append(t.c.title.ilike(_param("title_pattern", values["title_pattern"], t.c.title), escape="\\"))
     return where
+
+
+def _param(name: str, value: Any, like: Any = None) -> Any:
+    """A named bind parameter carrying ``value``, of the type of column ``like`` (else an integer)."""
+    return bindparam(name, value, type_=like.type if like is not None else Integer())
+
+
+def _page_values(page: PageRequest) -> dict[str, Any]:
+    return {"limit": page.limit + 1} | _after_values(page.after)
+
+
+def _after_values(after: SortKey | None) -> dict[str, Any]:
+    """The values of :func:`_beyond`'s parameters."""
+    return {f"after_{i}": value for i, value in enumerate(after or ())}
 
 
 def _matching_tickets(where: TicketFilter) -> Select[Any]:
     return select(literal(1)).select_from(t).where(*conditions(where))
 
 
+def _capped_count(where: TicketFilter, cap: int) -> Select[Any]:
+    """How many tickets match, counting at most ``cap + 1`` (the parameter ``cap``)."""
+    return select(func.count()).select_from(_matching_tickets(where).limit(_param("cap", cap + 1)).subquery())
+
+
+class PageStatements:
+    """The statements of one :meth:`SqlTicketReads.tickets` call, as prepared shapes (public for
+    the test that each gives what building it afresh gives)."""
+
+    def __init__(self, where: TicketFilter, page: PageRequest, *, staff: bool, count_cap: int) -> None:
+        self._where, self._page, self._staff, self._cap = where, page, staff, count_cap
+        self._values = _filter_values(where)
+        self._filters = _filter_shape(where, self._values)
+        self._key = ("page", staff, page.sort, page.descending, page.after is not None, self._filters)
+
+    def page(self) -> Shaped:
+        return Shaped(self._key, self._build_page, self._values | _page_values(self._page))
+
+    def count_plan(self) -> Shaped:
+        """EXPLAIN of the capped count (planned, never run)."""
+        return Shaped(("count plan", self._filters), lambda: Explain(_capped_count(self._where, self._cap)),
+                      self._values | {"cap": self._cap + 1})
+
+    def counted_page(self) -> Shaped:
+        """The page with the capped count as a column (one statement, one snapshot)."""
+        return Shaped((*self._key, "counted"), lambda: self._build_page().add_columns(
+            _capped_count(self._where, self._cap).scalar_subquery().label(_COUNTED)),
+            self._values | _page_values(self._page) | {"cap": self._cap + 1})
+
+    def _build_page(self) -> Select[Any]:
+        return ticket_page_statement(self._where, self._page, staff=self._staff)
+
+
 def ticket_page_statement(where: TicketFilter, page: PageRequest, *, staff: bool) -> Select[Any]:
-    """The statement :meth:`SqlTicketReads.tickets` runs (for EXPLAIN in tests and benchmarks)."""
+    """The statement :meth:`SqlTicketReads.tickets` runs (for EXPLAIN in tests and benchmarks); its
+    parameters are ``_filter_values(where) | _page_values(page)``."""
     keys = [t.c[name] for name in SORT_KEYS[page.sort]]
     stmt = _VIEW_SELECT[staff].where(*conditions(where))
     if page.after is not None:
         stmt = stmt.where(_beyond(keys, page.after, page.descending))
-    return stmt.order_by(*(k.desc() if page.descending else k.asc() for k in keys)).limit(page.limit + 1)
+    return (stmt.order_by(*(k.desc() if page.descending else k.asc() for k in keys))
+            .limit(_param("limit", page.limit + 1)))
 
 
 def search_statement(where: TicketFilter, text: str, after: SortKey | None, limit: int, *, staff: bool,
@@ -391,16 +492,11 @@ _VIEW_SELECT = {staff: select(*_columns(staff), _has_attachments(staff)) for sta
 
 
 def _beyond(keys: list[Any], after: SortKey, descending: bool) -> ColumnElement[bool]:
-    """Rows strictly after ``after`` in the sort: one row-value comparison, one index range."""
-    position = tuple_(*(bindparam(None, value, type_=key.type) for key, value in zip(keys, after, strict=True)))
+    """Rows strictly after ``after`` in the sort: one row-value comparison, one index range. Its
+    parameters are ``after_0``, ``after_1``… (:func:`_after_values`)."""
+    position = tuple_(*(_param(name, value, key) for key, (name, value)
+                        in zip(keys, _after_values(after).items(), strict=True)))
     return tuple_(*keys) < position if descending else tuple_(*keys) > position
-
-
-def _one_of(column: Any, values: tuple[str, ...]) -> ColumnElement[bool]:
-    """``=`` for one value (an index on the column then also yields its order), else ``= ANY``."""
-    if len(values) == 1:
-        return column == values[0]  # type: ignore[no-any-return]
-    return column == any_(bindparam(None, list(values), type_=_TEXT_ARRAY))  # type: ignore[no-any-return]
 
 
 def _escape_like(text: str) -> str:
