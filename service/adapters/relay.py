@@ -4,8 +4,9 @@ Exactly one instance relays at a time: the one holding a PostgreSQL session advi
 on its own connection (if it dies, the lock goes with the connection and another instance
 takes over). It wakes on NOTIFY from committing transactions, with polling as a fallback.
 Each round publishes events in ``seq`` order — per ticket that is ``ticket_version`` order —
-awaits every acknowledgement, then marks the rows published. A crash between publishing and
-marking re-publishes the same rows (at least once, same ``event_id``); nothing is deleted.
+awaits every acknowledgement, then stores how far it got (``relay_progress``: one row per outbox
+table, see :class:`OutboxProgress`) instead of marking each row. A crash between publishing and
+storing re-publishes the same rows (at least once, same ``event_id``); nothing is deleted.
 Broker outages are retried forever.
 
 Each message goes out with the headers of :mod:`.message_headers` — among them the ``traceparent``
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 import asyncpg
@@ -39,70 +40,119 @@ Publish = Callable[[bytes, str, bytes | None, KafkaHeaders], Awaitable[Awaitable
 #: (body, topic, key, traceparent, tracestate)
 Outgoing = tuple[str, str, Any, str | None, str | None]
 
-#: One round trip for both outboxes: the oldest unpublished events from ``$2`` on (in seq order, which
-#: per ticket is ticket_version order), the oldest unpublished results from ``$3`` on, and one row
-#: ('s') with the statement's snapshot: the oldest transaction still running and the next to come
-#: (``ScanBounds``).
+#: The outbox tables, as named in ``relay_progress.outbox``.
+OUTBOXES = ("ticket_events", "processed_commands")
+
+#: One round trip for both outboxes: the oldest unpublished events (in seq order, which per ticket
+#: is ticket_version order) — those among the holes ``$3`` and those past ``$2`` — the oldest
+#: unpublished results (holes ``$5``, past ``$4``), and one row ('s') with the statement's snapshot:
+#: the oldest transaction still running and the next to come (``OutboxProgress``). Each side is two
+#: index scans on ``seq`` (an ``OR`` would make PostgreSQL fetch and sort every row past the bound).
 _UNPUBLISHED = """(SELECT 'e' AS kind, seq, ticket_id, body, NULL::text AS reply_to, traceparent, tracestate,
                           NULL::bigint AS xmax
-                    FROM ticket_events WHERE published_at IS NULL AND seq >= $2 ORDER BY seq LIMIT $1)
+                    FROM ((SELECT seq, ticket_id, body, traceparent, tracestate FROM ticket_events
+                            WHERE seq = ANY($3::bigint[]))
+                          UNION ALL
+                          (SELECT seq, ticket_id, body, traceparent, tracestate FROM ticket_events
+                            WHERE seq > $2 ORDER BY seq LIMIT $1)) e
+                    ORDER BY seq LIMIT $1)
                  UNION ALL
-                 (SELECT 'r', seq, ticket_id, result, reply_to, traceparent, tracestate, NULL FROM processed_commands
-                    WHERE result_published_at IS NULL AND seq >= $3 ORDER BY seq LIMIT $1)
+                 (SELECT 'r', seq, ticket_id, result, reply_to, traceparent, tracestate, NULL
+                    FROM ((SELECT seq, ticket_id, result, reply_to, traceparent, tracestate FROM processed_commands
+                            WHERE seq = ANY($5::bigint[]))
+                          UNION ALL
+                          (SELECT seq, ticket_id, result, reply_to, traceparent, tracestate FROM processed_commands
+                            WHERE seq > $4 ORDER BY seq LIMIT $1)) r
+                    ORDER BY seq LIMIT $1)
                  UNION ALL
                  SELECT 's', pg_snapshot_xmin(s)::text::bigint, NULL, NULL, NULL, NULL, NULL,
                         pg_snapshot_xmax(s)::text::bigint FROM pg_current_snapshot() AS s"""
-_MARK = """WITH events AS (UPDATE ticket_events SET published_at = now() WHERE seq = ANY($1::bigint[]))
-           UPDATE processed_commands SET result_published_at = now() WHERE seq = ANY($2::bigint[])"""
-BACKLOG_SQL = """SELECT (SELECT count(*) FROM ticket_events WHERE published_at IS NULL)
-                   + (SELECT count(*) FROM processed_commands WHERE result_published_at IS NULL)"""
-#: The same, counted from the relay's bounds (nothing below them is unpublished).
-_BACKLOG_FROM = """SELECT (SELECT count(*) FROM ticket_events WHERE published_at IS NULL AND seq >= $1)
-                     + (SELECT count(*) FROM processed_commands WHERE result_published_at IS NULL AND seq >= $2)"""
-#: Seconds since the oldest unpublished row was committed (0 when nothing waits); both use the
-#: partial "unpublished" indexes.
-OLDEST_UNPUBLISHED_AGE_SQL = """SELECT COALESCE(EXTRACT(EPOCH FROM now() - LEAST(
-    (SELECT occurred_at FROM ticket_events WHERE published_at IS NULL ORDER BY seq LIMIT 1),
-    (SELECT processed_at FROM processed_commands WHERE result_published_at IS NULL ORDER BY seq LIMIT 1)
+#: The relay's progress after a round, both rows in one statement (replacing a mark per row).
+_STORE = """UPDATE relay_progress AS p SET max_seen = u.max_seen, holes = u.holes, updated_at = now()
+              FROM (VALUES ('ticket_events', $1::bigint, $2::bigint[]),
+                           ('processed_commands', $3::bigint, $4::bigint[])) AS u(outbox, max_seen, holes)
+             WHERE p.outbox = u.outbox"""
+#: A database built without the migrations (``metadata.create_all``) has no rows yet: from nothing.
+_START = "INSERT INTO relay_progress (outbox) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"
+_LOAD = "SELECT outbox, max_seen, holes FROM relay_progress"
+
+
+def unpublished(table: str) -> str:
+    """SQL condition: a row of ``table`` the relay has not published, by its stored progress (a
+    hole, or past ``max_seen``). Only committed rows match, so counts are of rows waiting."""
+    progress = f"FROM relay_progress WHERE outbox = '{table}'"
+    return (f"(seq > COALESCE((SELECT max_seen {progress}), 0)"
+            f" OR seq = ANY(COALESCE((SELECT holes {progress}), '{{}}')))")
+
+
+#: Rows waiting in each outbox, by the progress the relay last stored (a round behind at most).
+UNPUBLISHED_COUNTS_SQL = f"""SELECT (SELECT count(*) FROM ticket_events WHERE {unpublished("ticket_events")}) AS events,
+    (SELECT count(*) FROM processed_commands WHERE {unpublished("processed_commands")}) AS results"""
+BACKLOG_SQL = f"SELECT events + results FROM ({UNPUBLISHED_COUNTS_SQL}) AS c"
+#: The same, from the leader's own progress (``$1``/``$2`` past, ``$3``/``$4`` holes).
+_BACKLOG_FROM = """SELECT (SELECT count(*) FROM ticket_events WHERE seq > $1 OR seq = ANY($3::bigint[]))
+                     + (SELECT count(*) FROM processed_commands WHERE seq > $2 OR seq = ANY($4::bigint[]))"""
+#: Seconds since the oldest unpublished row was committed (0 when nothing waits). ``min`` over the
+#: waiting rows, not the first by ``seq``: with an ``OR`` PostgreSQL could walk the primary key from
+#: the start of the history to find it.
+OLDEST_UNPUBLISHED_AGE_SQL = f"""SELECT COALESCE(EXTRACT(EPOCH FROM now() - LEAST(
+    (SELECT min(occurred_at) FROM ticket_events WHERE {unpublished("ticket_events")}),
+    (SELECT min(processed_at) FROM processed_commands WHERE {unpublished("processed_commands")})
 )), 0)::float8"""
 
 
-class ScanBounds:
-    """Where the relay's reads of one outbox table start: ``lo``, below which every row is published.
+class OutboxProgress:
+    """What the relay has published of one outbox table: every row with ``seq`` ≤ ``max_seen``
+    except the ``holes`` — seqs at or below it that no read has returned yet: rows of transactions
+    still running at that read, or of ones that rolled back (and seqs handed out but never used).
+    Stored in ``relay_progress`` after every round (one small row per table, updated in place:
+    nothing indexed changes, so the update is HOT), replacing a mark per published row; a new
+    leader starts from what is stored, so a crash between sending a round and storing it sends
+    that round again (at least once, same ``event_id``).
 
-    The partial "unpublished" index keeps an entry for every row marked since the table's last
-    vacuum, and a read from its start steps over all of them: with a million marked rows, ~2,800
-    index pages — 5 ms per round, warm (bench/relay_read.sql). From ``lo`` it reads a few pages.
-
-    ``lo`` may pass a ``seq`` only once no transaction that could still commit a row below it is
-    running. After a round that read rows up to ``seq`` m, every row below m + 1 that will ever
-    commit is either published or belongs to a transaction running at that read: it had its id
-    (the insert triggers of migration e1b7c3a9f502 assign it before the row takes its ``seq``), so
-    it is below that snapshot's ``xmax``; a transaction that starts later takes ``seq`` above m (the
+    The read returns the committed rows among the holes and past ``max_seen``, in ``seq`` order,
+    up to its LIMIT. A seq the read passes over (below the last row it returned) was not visible
+    to it and becomes a hole. A hole may be dropped only once it can never commit. Its row's
+    transaction had its id before the row took its ``seq`` (the insert triggers of migration
+    e1b7c3a9f502), and that seq was handed out before the seq of a row the read saw committed (the
     identity sequences hand out values in call order — CACHE 1, as created, which per-ticket order
-    relies on too).
-    Once a later read's snapshot has ``xmin`` ≥ that ``xmax``, all of those have ended and that
-    read saw what they committed — so, once its rows are published, ``lo`` becomes m + 1 (or less,
-    where the read stopped at its LIMIT below). A candidate ripens a round or two later; a relay
-    that starts again starts at 0."""
+    relies on too): so that transaction is below the read's snapshot ``xmax`` X. Once a later read's
+    snapshot has ``xmin`` ≥ X, every transaction below X has ended and that read sees what they
+    committed: if it does not return the hole (and the hole is below where its LIMIT stopped it),
+    the hole is gone for good (rolled back, or a seq never used). A hole typically ripens a round
+    or two after it appears. Holes loaded by a new leader get the ``xmax`` of its first read (their
+    transactions predate it). The state is O(holes): one ``xmax`` per hole, nothing per round, so a
+    long transaction holding ``xmin`` back delays the dropping of holes — the seqs of transactions
+    that rolled back or still run meanwhile, normally few — but grows nothing else."""
 
-    def __init__(self) -> None:
-        self.lo = 0
-        #: (bound, xmax of the snapshot that saw the rows below bound), oldest first.
-        self._pending: list[tuple[int, int]] = []
+    def __init__(self, max_seen: int = 0, holes: Iterable[int] = ()) -> None:
+        self.max_seen = max_seen
+        #: hole → ``xmax`` of the first read that passed over it (None: loaded, not yet read).
+        self._holes: dict[int, int | None] = dict.fromkeys(holes)
 
-    def published(self, seqs: list[int], full: bool, xmin: int, xmax: int) -> None:
-        """A round's rows (``seqs`` ascending, read from ``lo`` with ``full`` saying the LIMIT was
-        reached) are published and marked; ``xmin``/``xmax`` are its read's snapshot."""
-        if seqs:  # ripe at once when nothing was running at this read (xmax == xmin)
-            self._pending.append((seqs[-1] + 1, xmax))
-        ripe = [bound for bound, seen_xmax in self._pending if seen_xmax <= xmin]
-        if ripe:
-            bound = max(ripe)
-            if full:  # rows beyond this read's last one may still wait
-                bound = min(bound, seqs[-1] + 1)
-            self.lo = max(self.lo, bound)
-        self._pending = [(bound, seen) for bound, seen in self._pending if bound > self.lo and seen > xmin]
+    @property
+    def holes(self) -> list[int]:
+        return sorted(self._holes)
+
+    def published(self, seqs: list[int], full: bool, xmin: int, xmax: int) -> bool:
+        """A round's rows (``seqs`` ascending, read with this progress, ``full`` saying the LIMIT was
+        reached) are published; ``xmin``/``xmax`` are its read's snapshot. Returns whether the
+        progress changed (and so needs storing)."""
+        holes_before = len(self._holes)
+        for seq in seqs:
+            self._holes.pop(seq, None)
+        if seqs and seqs[-1] > self.max_seen:
+            returned = set(seqs)
+            self._holes.update((seq, xmax) for seq in range(self.max_seen + 1, seqs[-1]) if seq not in returned)
+            self.max_seen = seqs[-1]
+        # Below ``covered`` the read returned every committed row it looked for.
+        covered = seqs[-1] if full else self.max_seen + 1
+        for hole, seen in list(self._holes.items()):
+            if seen is None:
+                self._holes[hole] = seen = xmax
+            if seen <= xmin and hole < covered:
+                del self._holes[hole]
+        return bool(seqs) or len(self._holes) != holes_before
 
 
 class RelayReports(Protocol):
@@ -183,40 +233,48 @@ class OutboxRelay:
             self._set_active(True)
             log.info("this instance now relays the outbox")
             await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
-            events, results = ScanBounds(), ScanBounds()
+            events, results = await load_progress(conn)
             while True:
                 self._wake.clear()
                 if await self._round(conn, events, results) < self._batch:
                     try:
                         await asyncio.wait_for(self._wake.wait(), self._poll)
                     except TimeoutError:
-                        self._reports.backlog(await conn.fetchval(_BACKLOG_FROM, events.lo, results.lo))
+                        self._reports.backlog(await conn.fetchval(_BACKLOG_FROM, events.max_seen, results.max_seen,
+                                                                  events.holes, results.holes))
         finally:
             self._set_active(False)  # now, not after the back-off: the lock goes with the connection
             await _close(conn)
 
     async def connect(self) -> asyncpg.Connection:
-        """The relay's session. Its commits (the marks) are asynchronous: PostgreSQL acknowledges
-        them before their WAL reaches the disk — ~1 ms less per round, the largest part of a small
-        round's marking. Losing the last marks to a database crash is the crash between publishing
-        and marking that the relay already allows for: those rows are published again (same
-        ``event_id``). Commands' transactions are not affected; they stay synchronous."""
+        """The relay's session. Its commits (storing its progress) are asynchronous: PostgreSQL
+        acknowledges them before their WAL reaches the disk — ~1 ms less per round. Losing the last
+        stored progress to a database crash is the crash between publishing and storing that the
+        relay already allows for: those rows are published again (same ``event_id``). Commands'
+        transactions are not affected; they stay synchronous."""
         conn: asyncpg.Connection = await asyncpg.connect(self._dsn, server_settings={"synchronous_commit": "off"})
         return conn
 
-    async def _round(self, conn: asyncpg.Connection, event_bounds: ScanBounds, result_bounds: ScanBounds) -> int:
-        rows = await conn.fetch(_UNPUBLISHED, self._batch, event_bounds.lo, result_bounds.lo)
+    async def _round(self, conn: asyncpg.Connection, events_done: OutboxProgress,
+                     results_done: OutboxProgress) -> int:
+        rows = await conn.fetch(_UNPUBLISHED, self._batch, events_done.max_seen, events_done.holes,
+                                results_done.max_seen, results_done.holes)
         snapshot = next(r for r in rows if r["kind"] == "s")
         xmin, xmax = snapshot["seq"], snapshot["xmax"]
         events = [r for r in rows if r["kind"] == "e"]
         results = [r for r in rows if r["kind"] == "r"]
+        seconds = await self._publish_round(events, results) if events or results else 0.0
+        changed = [progress.published([r["seq"] for r in done], len(done) == self._batch, xmin, xmax)
+                   for progress, done in ((events_done, events), (results_done, results))]
+        if any(changed):
+            await conn.execute(_STORE, events_done.max_seen, events_done.holes,
+                               results_done.max_seen, results_done.holes)
         if events or results:
-            await self._publish_round(conn, events, results)
-        for bounds, done in ((event_bounds, events), (result_bounds, results)):
-            bounds.published([r["seq"] for r in done], len(done) == self._batch, xmin, xmax)
+            self._reports.published(len(events), len(results), seconds)
         return max(len(events), len(results))
 
-    async def _publish_round(self, conn: asyncpg.Connection, events: list[Any], results: list[Any]) -> None:
+    async def _publish_round(self, events: list[Any], results: list[Any]) -> float:
+        """Sends a round and awaits every acknowledgement; returns the seconds that took."""
         # Checked again here: a stored reply_to outside the (possibly narrowed) pattern is never written to.
         replies = [_outgoing(r, r["reply_to"]) for r in results
                    if r["reply_to"] and self._reply_topics.allows(r["reply_to"])]
@@ -228,9 +286,7 @@ class OutboxRelay:
             attributes={"messaging.system": "kafka", "messaging.batch.message_count": len(messages)},
         ):
             await self._send(messages, replies)
-        seconds = time.perf_counter() - started
-        await conn.execute(_MARK, [r["seq"] for r in events], [r["seq"] for r in results])
-        self._reports.published(len(events), len(results), seconds)
+        return time.perf_counter() - started
 
     async def _send(self, messages: list[Outgoing], best_effort: list[Outgoing] | None = None) -> None:
         """Publish ``messages`` and await every acknowledgement; any failure raises (and is retried).
@@ -284,6 +340,13 @@ async def _attempt(awaitable: Awaitable[Any]) -> Any:
         return await awaitable
     except Exception as error:
         return error
+
+
+async def load_progress(conn: asyncpg.Connection) -> tuple[OutboxProgress, OutboxProgress]:
+    """The stored progress of both outboxes (events, results), as a new leader starts from it."""
+    await conn.execute(_START, list(OUTBOXES))
+    stored = {row["outbox"]: OutboxProgress(row["max_seen"], row["holes"]) for row in await conn.fetch(_LOAD)}
+    return stored["ticket_events"], stored["processed_commands"]
 
 
 async def _close(conn: asyncpg.Connection) -> None:

@@ -155,8 +155,10 @@ time_entries = Table(
     Index("ix_time_entries_ticket", "ticket_id", "created_at"),
 )
 
-#: The permanent history of every ticket, which doubles as the transactional outbox:
-#: ``seq`` orders publication, ``published_at`` is set once the relay has published the row.
+#: The permanent history of every ticket, which doubles as the transactional outbox: ``seq``
+#: orders publication; what the relay has published is in ``relay_progress``. ``published_at`` is
+#: historical: set by versions before migration 3f8a2d61c0b7 for the rows they published, no
+#: longer written (NULL since, published or not).
 ticket_events = Table(
     "ticket_events",
     metadata,
@@ -174,7 +176,6 @@ ticket_events = Table(
     Column("traceparent", Text),
     Column("tracestate", Text),
     UniqueConstraint("ticket_id", "ticket_version", name="uq_ticket_events_ticket_version"),
-    Index("ix_ticket_events_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
 )
 
 #: The inbox: one row per distinct command ``message_id``, with the result it produced.
@@ -192,10 +193,23 @@ processed_commands = Table(
     Column("reply_to", Text),
     #: Hash of the authenticated sender, command type and payload (migration c4e8f2a61d07).
     Column("fingerprint", Text),
+    #: Historical, like ticket_events.published_at: no longer written (see relay_progress).
     Column("result_published_at", TZ),
     Column("traceparent", Text),
     Column("tracestate", Text),
-    Index("ix_processed_commands_unpublished", "seq", postgresql_where=text("result_published_at IS NULL")),
+)
+
+#: The relay's progress per outbox table ('ticket_events', 'processed_commands'): every row with
+#: ``seq`` ≤ ``max_seen`` is published except the ``holes`` (seqs at or below it not yet seen:
+#: in-flight or rolled back). Written only by the relay's leader, once per round
+#: (service.adapters.relay.OutboxProgress).
+relay_progress = Table(
+    "relay_progress",
+    metadata,
+    Column("outbox", Text, primary_key=True),
+    Column("max_seen", BigInteger, nullable=False, server_default=text("0")),
+    Column("holes", ARRAY(BigInteger), nullable=False, server_default=text("'{}'")),
+    Column("updated_at", TZ, nullable=False, server_default=text("now()")),
 )
 
 #: Local replica of the identity service's user directory (users.events.v1).

@@ -4,8 +4,8 @@
 The history (``ticket_events``) is permanent, so any part of it can be published again: the same
 bodies, hence the same ``event_id``\\s, and the relay's headers (trace context included), keyed by
 ticket id, in ``seq`` order — per ticket that is ``ticket_version`` order. Only rows the relay has
-already published are republished; the relay publishes the others itself, so a republish never gets
-ahead of it.
+already published (by the progress it stores in ``relay_progress``) are republished; the relay
+publishes the others itself, so a republish never gets ahead of it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ticket_contracts import topics
 
 from service.adapters.message_headers import headers_of_stored
+from service.adapters.relay import unpublished
 from service.ops.kafka import partitions_of, producer, reader, topic_partitions
 from service.ops.outbox import OpsError, engine_for
 from service.settings import Settings
@@ -48,9 +49,8 @@ class Republished:
 async def _history(engine: AsyncEngine, table: str, selection: HistorySelection
                    ) -> AsyncIterator[list[Any]]:
     """Published rows in seq order, a chunk at a time (keyset paging on seq)."""
-    body, published, ticket = {"ticket_events": ("body", "published_at", "ticket_id"),
-                               "processed_commands": ("result", "result_published_at", "ticket_id")}[table]
-    where = f"{published} IS NOT NULL AND seq > :after"
+    body, ticket = {"ticket_events": ("body", "ticket_id"), "processed_commands": ("result", "ticket_id")}[table]
+    where = f"NOT {unpublished(table)} AND seq > :after"
     if selection.tickets:
         where += f" AND {ticket} = ANY(:tickets)"
     query = text(f"SELECT seq, {ticket} AS ticket_id, {body} AS body, traceparent, tracestate FROM {table} WHERE {where} "

@@ -1,5 +1,6 @@
-"""``tickets outbox status``: unpublished events and results, the age of the oldest, and which
-instance relays — the holder of the relay's advisory lock, read from PostgreSQL itself."""
+"""``tickets outbox status``: unpublished events and results (by the progress the relay stores in
+``relay_progress``), the age of the oldest, and which instance relays — the holder of the relay's
+advisory lock, read from PostgreSQL itself."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from service.adapters.relay import RELAY_LOCK_KEY
+from service.adapters.relay import RELAY_LOCK_KEY, unpublished
 from service.settings import Settings
 
 #: The relay names its database session ``<prefix><instance id>`` (see service.app).
@@ -67,15 +68,12 @@ class OutboxStatus:
                 "history_rows": self.history_rows, "last_seq": self.last_seq, "relay": relay}
 
 
-_EVENTS_BACKLOG = text("""
-    SELECT count(*) AS rows,
-           (SELECT occurred_at FROM ticket_events WHERE published_at IS NULL ORDER BY seq LIMIT 1) AS oldest
-      FROM ticket_events WHERE published_at IS NULL""")
-_RESULTS_BACKLOG = text("""
-    SELECT count(*) AS rows,
-           (SELECT processed_at FROM processed_commands WHERE result_published_at IS NULL ORDER BY seq LIMIT 1)
-             AS oldest
-      FROM processed_commands WHERE result_published_at IS NULL""")
+_EVENTS_BACKLOG = text(f"""
+    SELECT count(*) AS rows, min(occurred_at) AS oldest
+      FROM ticket_events WHERE {unpublished("ticket_events")}""")
+_RESULTS_BACKLOG = text(f"""
+    SELECT count(*) AS rows, min(processed_at) AS oldest
+      FROM processed_commands WHERE {unpublished("processed_commands")}""")
 _HISTORY = text("SELECT count(*) AS rows, max(seq) AS last_seq FROM ticket_events")
 #: A one-bigint advisory lock shows as classid = high 32 bits, objid = low 32 bits, objsubid = 1.
 _RELAY_HOLDER = text("""

@@ -7,11 +7,12 @@ import json
 import uuid
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from ticket_contracts import topics
 
 from service.adapters import tables as t
+from service.adapters.relay import BACKLOG_SQL
 from tests.faults.conftest import Stack
 from tests.support.process import ServiceProcess
 from tests.support.streams import TopicReader
@@ -103,11 +104,7 @@ async def _processed(engine, at_least: int) -> bool:
 
 async def _outbox_empty(engine) -> bool:
     async with engine.connect() as conn:
-        events = (await conn.execute(select(func.count()).select_from(t.ticket_events)
-                                     .where(t.ticket_events.c.published_at.is_(None)))).scalar_one()
-        results = (await conn.execute(select(func.count()).select_from(t.processed_commands)
-                                      .where(t.processed_commands.c.result_published_at.is_(None)))).scalar_one()
-    return events == 0 and results == 0
+        return (await conn.execute(text(BACKLOG_SQL))).scalar_one() == 0
 
 
 def _events_cover(reader: TopicReader, versions: dict) -> list | None:

@@ -173,3 +173,46 @@ async def test_the_migrations_build_exactly_what_the_tables_declare(
 
     assert sorted(migrated - expected, key=str) == [], "in the migrated schema only"
     assert sorted(expected - migrated, key=str) == [], "declared in service.adapters.tables only"
+
+
+async def test_relay_progress_starts_exactly_from_the_published_marks_and_gives_them_back_on_downgrade(
+    empty_url: str, engine: AsyncEngine,
+) -> None:
+    """Migration 3f8a2d61c0b7: ``max_seen`` is each outbox's highest seq and the holes are its rows
+    not yet published; the downgrade marks what the progress says is published."""
+    await _upgrade(empty_url, "e1b7c3a9f502")
+    async with engine.begin() as conn:
+        for n in range(1, 6):  # seqs 1..5; 3 and 5 not yet published
+            published = None if n in (3, 5) else "now()"
+            await conn.execute(text(
+                "INSERT INTO ticket_events (event_id, ticket_id, ticket_version, type, internal, occurred_at, body,"
+                f" published_at) VALUES (gen_random_uuid(), gen_random_uuid(), 1, 't', false, now(), '{{}}',"
+                f" {published or 'NULL'})"))
+        for n in range(1, 4):  # seqs 1..3; 1 not yet published
+            published = None if n == 1 else "now()"
+            await conn.execute(text(
+                "INSERT INTO processed_commands (message_id, command_type, processed_at, status, result,"
+                f" result_published_at) VALUES (gen_random_uuid(), 't', now(), 'accepted', '{{}}',"
+                f" {published or 'NULL'})"))
+
+    await _upgrade(empty_url)
+    async with engine.connect() as conn:
+        progress = {r.outbox: (r.max_seen, r.holes) for r in await conn.execute(
+            text("SELECT outbox, max_seen, holes FROM relay_progress"))}
+        indexes = set((await conn.execute(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%unpublished'"))
+                       ).scalars())
+    assert progress == {"ticket_events": (5, [3, 5]), "processed_commands": (3, [1])}
+    assert indexes == set()
+
+    async with engine.begin() as conn:  # the relay then published event 3 (5 and result 1 still wait)
+        await conn.execute(text("UPDATE relay_progress SET holes = '{5}' WHERE outbox = 'ticket_events'"))
+    await _downgrade(empty_url, "e1b7c3a9f502")
+    async with engine.connect() as conn:
+        events = (await conn.execute(text(
+            "SELECT seq FROM ticket_events WHERE published_at IS NULL ORDER BY seq"))).scalars().all()
+        results = (await conn.execute(text(
+            "SELECT seq FROM processed_commands WHERE result_published_at IS NULL ORDER BY seq"))).scalars().all()
+        indexes = set((await conn.execute(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%unpublished'"))
+                       ).scalars())
+    assert (events, results) == ([5], [1])
+    assert indexes == {"ix_ticket_events_unpublished", "ix_processed_commands_unpublished"}

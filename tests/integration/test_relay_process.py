@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from ticket_contracts import CreateTicket, new_id
 
-from service.adapters import tables as t
 from service.adapters.relay import RELAY_LOCK_KEY
 from service.app import _asyncpg_dsn
 from service.handlers.bus import handle_batch
@@ -24,7 +23,7 @@ from service.relay_process import RelayProcess, child_main
 from service.settings import Settings, load_settings
 from tests.support.waiting import eventually
 
-from .uow_helpers import count, customer, incoming, migrated_engine
+from .uow_helpers import customer, incoming, migrated_engine, unpublished
 
 
 class Recorded:
@@ -65,8 +64,7 @@ async def _create_tickets(engine: AsyncEngine, n: int) -> None:
 
 
 async def _unpublished(engine: AsyncEngine) -> int:
-    return (await count(engine, t.ticket_events, t.ticket_events.c.published_at.is_(None))
-            + await count(engine, t.processed_commands, t.processed_commands.c.result_published_at.is_(None)))
+    return sum(await unpublished(engine))
 
 
 def _alive(pid: int) -> bool:

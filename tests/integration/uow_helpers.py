@@ -18,6 +18,7 @@ from ticket_contracts.topics import HEADER_REPLY_TO
 
 from service.adapters import tables as t
 from service.adapters.auth import ActorResolver
+from service.adapters.relay import UNPUBLISHED_COUNTS_SQL
 from service.adapters.unit_of_work import SqlUnitOfWork
 from service.adapters.user_directory import apply_user_changes
 from service.entrypoints.decoding import BAD_REPLY_TO, decode_command
@@ -78,6 +79,13 @@ async def add_user(engine: AsyncEngine, role: str, *, email: str | None = None,
 async def count(engine: AsyncEngine, table: Any, *where: Any) -> int:
     async with engine.connect() as conn:
         return (await conn.execute(select(func.count()).select_from(table).where(*where))).scalar_one()
+
+
+async def unpublished(engine: AsyncEngine) -> tuple[int, int]:
+    """Events and results not yet published, by the progress the relay stored."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(text(UNPUBLISHED_COUNTS_SQL))).one()
+    return row.events, row.results
 
 
 async def counts(engine: AsyncEngine) -> dict[str, int]:

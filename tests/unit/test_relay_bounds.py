@@ -1,5 +1,6 @@
-"""The relay's read bounds (``ScanBounds``): a bound passes a seq only when no transaction that could
-still commit a row below it is running — checked by rule and against a simulated database."""
+"""The relay's progress (``OutboxProgress``): every seq at or below ``max_seen`` is published except
+the holes, and a hole is dropped only when no transaction that could still commit its row is
+running — checked by rule and against a simulated database, with leaders that stop and resume."""
 
 from __future__ import annotations
 
@@ -7,44 +8,66 @@ import random
 
 import pytest
 
-from service.adapters.relay import ScanBounds
+from service.adapters.relay import OutboxProgress
 
 
-def test_with_nothing_running_the_bound_follows_the_rows_at_once() -> None:
-    bounds = ScanBounds()
-    bounds.published([1, 2, 3], False, xmin=10, xmax=10)
-    assert bounds.lo == 4
+def test_with_nothing_running_the_progress_follows_the_rows_at_once() -> None:
+    progress = OutboxProgress()
+    assert progress.published([1, 2, 3], False, xmin=10, xmax=10)
+    assert (progress.max_seen, progress.holes) == (3, [])
 
 
-def test_a_transaction_running_at_the_read_holds_the_bound_until_it_ends() -> None:
-    bounds = ScanBounds()
-    bounds.published([1, 2, 3], False, xmin=7, xmax=9)  # xid 7 or 8 may still commit a row below 4
-    assert bounds.lo == 0
-    bounds.published([], False, xmin=8, xmax=12)  # 8 still runs
-    assert bounds.lo == 0
-    bounds.published([5], False, xmin=11, xmax=12)  # 7 and 8 ended before this read, which saw theirs
-    assert bounds.lo == 4, "the older candidate is ripe; the newer one (xmax 12) is not yet"
-    bounds.published([], False, xmin=12, xmax=12)
-    assert bounds.lo == 6
+def test_a_seq_passed_over_is_a_hole_until_every_transaction_running_at_that_read_has_ended() -> None:
+    progress = OutboxProgress()
+    progress.published([1, 3, 5], False, xmin=7, xmax=9)  # xid 7 or 8 may still commit 2 or 4
+    assert (progress.max_seen, progress.holes) == (5, [2, 4])
+    progress.published([], False, xmin=8, xmax=12)  # 8 still runs
+    assert progress.holes == [2, 4]
+    progress.published([4, 6], False, xmin=9, xmax=12)  # 7 and 8 have ended: 4 committed, 2 never will
+    assert (progress.max_seen, progress.holes) == (6, [])
 
 
-def test_a_read_that_stopped_at_its_limit_bounds_the_bound() -> None:
-    bounds = ScanBounds()
-    bounds.published([1, 2, 3, 50], False, xmin=5, xmax=6)
-    bounds.published([10, 11], True, xmin=6, xmax=6)  # ripe up to 51, but rows above 11 may wait
-    assert bounds.lo == 12
+def test_a_hole_returned_later_is_published_then_and_the_rows_past_it_were_not_held_back() -> None:
+    progress = OutboxProgress()
+    progress.published([1, 2, 4], False, xmin=5, xmax=6)
+    assert progress.holes == [3]
+    progress.published([3, 5], False, xmin=5, xmax=7)  # the late row and the next one, in one read
+    assert (progress.max_seen, progress.holes) == (5, [])
+
+
+def test_a_read_that_stopped_at_its_limit_drops_only_the_holes_below_where_it_stopped() -> None:
+    progress = OutboxProgress(max_seen=10, holes=[2, 7])
+    # Nothing runs, but the read stopped at its LIMIT after seq 5: hole 7 may be committed, unread.
+    progress.published([5], True, xmin=20, xmax=20)
+    assert progress.holes == [7]
+    progress.published([], False, xmin=20, xmax=20)
+    assert progress.holes == []
+
+
+def test_a_new_leader_keeps_loaded_holes_until_its_own_reads_show_them_gone() -> None:
+    progress = OutboxProgress(max_seen=10, holes=[4, 8])
+    assert not progress.published([], False, xmin=30, xmax=33), "a transaction below 33 may hold them"
+    assert progress.holes == [4, 8]
+    assert progress.published([8], False, xmin=33, xmax=35), "8 committed; 4 never will"
+    assert (progress.max_seen, progress.holes) == (10, [])
+
+
+def test_a_round_that_changes_nothing_needs_no_storing() -> None:
+    progress = OutboxProgress(max_seen=3)
+    assert not progress.published([], False, xmin=5, xmax=5)
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_against_a_simulated_database_no_committed_row_is_ever_left_below_the_bound(seed: int) -> None:
+def test_against_a_simulated_database_no_committed_row_is_ever_left_out_of_the_progress(seed: int) -> None:
     """Transactions take an id, then seqs (as the insert triggers make them), and commit or roll
-    back in any order; the relay reads committed, unpublished rows from ``lo`` with a limit."""
+    back in any order; the relay reads committed rows among its holes and past ``max_seen``, with a
+    limit, stores its progress after each round, and now and then a new leader loads it."""
     rng = random.Random(seed)
     next_xid, next_seq, limit = 100, 1, rng.choice([1, 2, 5, 50])
     running: dict[int, list[int]] = {}
     committed: set[int] = set()
     published: set[int] = set()
-    bounds = ScanBounds()
+    progress = OutboxProgress()
     for step in range(400):
         action = rng.random()
         if action < 0.3:  # a transaction starts: its id first, then its rows' seqs
@@ -58,19 +81,25 @@ def test_against_a_simulated_database_no_committed_row_is_ever_left_below_the_bo
             rows = running.pop(rng.choice(list(running)))
             if rng.random() < 0.8:  # commit; else roll back: those seqs never appear
                 committed.update(rows)
+        elif action < 0.78:  # a new leader: only what was stored survives
+            progress = OutboxProgress(progress.max_seen, progress.holes)
         else:
-            _relay_round(bounds, committed, published, running, next_xid, limit)
-        assert not {s for s in committed - published if s < bounds.lo}, f"a committed row fell below lo at {step}"
-    for xid in list(running):  # everything ends; the relay catches up
+            _relay_round(progress, committed, published, running, next_xid, limit)
+        left_out = {s for s in committed - published if s <= progress.max_seen and s not in progress.holes}
+        assert not left_out, f"committed rows {left_out} are neither past max_seen nor holes at step {step}"
+        assert all(s not in committed or s not in published for s in progress.holes), "a published hole"
+    for xid in list(running):  # everything ends; the relay catches up and its holes drain
         committed.update(running.pop(xid))
-    for _ in range(len(committed) + 2):
-        _relay_round(bounds, committed, published, running, next_xid, limit)
+    for _ in range(len(committed) + 3):
+        _relay_round(progress, committed, published, running, next_xid, limit)
     assert committed <= published
+    assert progress.holes == [] and progress.max_seen == max(committed, default=0)
 
 
-def _relay_round(bounds: ScanBounds, committed: set[int], published: set[int], running: dict[int, list[int]],
+def _relay_round(progress: OutboxProgress, committed: set[int], published: set[int], running: dict[int, list[int]],
                  next_xid: int, limit: int) -> None:
     xmin = min(running, default=next_xid)
-    read = sorted(s for s in committed - published if s >= bounds.lo)[:limit]
+    holes = set(progress.holes)
+    read = sorted(s for s in committed - published if s in holes or s > progress.max_seen)[:limit]
     published.update(read)
-    bounds.published(read, len(read) == limit, xmin, next_xid)
+    progress.published(read, len(read) == limit, xmin, next_xid)
