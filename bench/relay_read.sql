@@ -1,6 +1,8 @@
 -- What the relay's read costs when the history holds many marked rows that no vacuum has passed yet
--- (bench/README.md, "The relay's read and the rows marked since the last vacuum"). On an empty
--- database migrated to head (`TICKETS_DATABASE_URL=… tickets migrate`):
+-- (bench/README.md, "The relay's read and the rows marked since the last vacuum"). The relay no
+-- longer marks rows (migration 3f8a2d61c0b7 dropped the partial indexes this measures): run it on an
+-- empty database migrated to e1b7c3a9f502 (`alembic upgrade e1b7c3a9f502`), the schema it was
+-- written for:
 --
 --   psql -q -h 127.0.0.1 -U postgres -d <database> -f bench/relay_read.sql
 --
