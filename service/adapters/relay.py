@@ -18,6 +18,7 @@ command's span; the round's duration (publish to last acknowledgement) is a hist
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
@@ -142,8 +143,10 @@ class OutboxProgress:
         for seq in seqs:
             self._holes.pop(seq, None)
         if seqs and seqs[-1] > self.max_seen:
-            returned = set(seqs)
-            self._holes.update((seq, xmax) for seq in range(self.max_seen + 1, seqs[-1]) if seq not in returned)
+            past = seqs[bisect.bisect_right(seqs, self.max_seen):]
+            if len(past) < seqs[-1] - self.max_seen:  # some seqs were passed over (usually none)
+                returned = set(past)
+                self._holes.update((seq, xmax) for seq in range(self.max_seen + 1, seqs[-1]) if seq not in returned)
             self.max_seen = seqs[-1]
         # Below ``covered`` the read returned every committed row it looked for.
         covered = seqs[-1] if full else self.max_seen + 1
