@@ -17,14 +17,14 @@ from service.metrics import Metrics
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "ticket-service.json"
-#: promtool is Debian's `prometheus` package; .ci/run installs it. Locally without it these tests
+#: promtool is Debian's `prometheus` package; scripts/test installs it. Locally without it these tests
 #: fail rather than skip, so a green run always means the rules were checked.
 PROMTOOL = shutil.which("promtool")
 _METRIC = re.compile(r"\b((?:tickets|process|python)_[a-z_]+)\b")
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    assert PROMTOOL, "promtool is missing: apt-get install prometheus (.ci/run does it)"
+    assert PROMTOOL, "promtool is missing: apt-get install prometheus (scripts/test does it as root)"
     return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60, cwd=PROMETHEUS)
 
 
