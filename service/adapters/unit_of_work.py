@@ -290,8 +290,15 @@ class SqlUnitOfWork(BatchChanges):
                 try:
                     await cast(Any, fairy.dbapi_connection)._start_transaction()
                 except Exception as error:
+                    closed = driver.is_closed()
                     await self.conn.invalidate()
-                    raise (error.__cause__ or error) from None  # the adapter's wrapper hides it
+                    cause = error.__cause__ or error  # the adapter's wrapper hides it
+                    if closed and not isinstance(cause, asyncpg.ConnectionDoesNotExistError):
+                        # Whatever asyncpg raised (an InternalClientError when the server's goodbye
+                        # arrives as BEGIN starts, seen in CI): a lost connection, which is retried.
+                        raise asyncpg.ConnectionDoesNotExistError("the connection closed as the transaction began") \
+                            from cause
+                    raise cause from None
             if not driver.is_in_transaction():
                 raise RuntimeError("the unit of work's connection is not in a transaction")
             self._raw = driver
