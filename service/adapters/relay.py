@@ -90,9 +90,6 @@ def unpublished(table: str) -> str:
 UNPUBLISHED_COUNTS_SQL = f"""SELECT (SELECT count(*) FROM ticket_events WHERE {unpublished("ticket_events")}) AS events,
     (SELECT count(*) FROM processed_commands WHERE {unpublished("processed_commands")}) AS results"""
 BACKLOG_SQL = f"SELECT events + results FROM ({UNPUBLISHED_COUNTS_SQL}) AS c"
-#: The same, from the leader's own progress (``$1``/``$2`` past, ``$3``/``$4`` holes).
-_BACKLOG_FROM = """SELECT (SELECT count(*) FROM ticket_events WHERE seq > $1 OR seq = ANY($3::bigint[]))
-                     + (SELECT count(*) FROM processed_commands WHERE seq > $2 OR seq = ANY($4::bigint[]))"""
 #: Seconds since the oldest unpublished row was committed (0 when nothing waits). ``min`` over the
 #: waiting rows, not the first by ``seq``: with an ``OR`` PostgreSQL could walk the primary key from
 #: the start of the history to find it.
@@ -243,8 +240,8 @@ class OutboxRelay:
                     try:
                         await asyncio.wait_for(self._wake.wait(), self._poll)
                     except TimeoutError:
-                        self._reports.backlog(await conn.fetchval(_BACKLOG_FROM, events.max_seen, results.max_seen,
-                                                                  events.holes, results.holes))
+                        # The stored progress is the leader's own: every round that changed it stored it.
+                        self._reports.backlog(await conn.fetchval(BACKLOG_SQL))
         finally:
             self._set_active(False)  # now, not after the back-off: the lock goes with the connection
             await _close(conn)
