@@ -9,6 +9,7 @@ import uuid
 from ticket_contracts import Actor, CreateTicket, new_id, topics
 from ticket_contracts.client import TicketClient
 
+from service.entrypoints.broker import PromptBatchSubscriber
 from service.runtime import Runtime
 from tests.support.waiting import eventually
 
@@ -19,6 +20,13 @@ def _subscriber(service: Runtime, topic: str) -> object:
 
 def _fetch_wait(subscriber: object) -> int:
     return subscriber.consumer._fetcher._fetch_max_wait_ms  # type: ignore[attr-defined]
+
+
+async def test_every_subscriber_of_the_running_service_polls_again_at_once_after_an_empty_poll(
+    service: Runtime,
+) -> None:
+    """No FastStream pause after an empty poll on any input (tests/unit/test_prompt_batches.py)."""
+    assert {type(s) for s in service.broker.subscribers} == {PromptBatchSubscriber}
 
 
 async def test_an_idle_command_subscriber_waits_longer_and_the_first_command_restores_the_short_wait(
