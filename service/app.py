@@ -32,6 +32,7 @@ from ticket_contracts.results import CommandResult
 from service.adapters.auth import ActorResolver
 from service.adapters.read_models import check_search_config, read_engine
 from service.entrypoints.kafka_security import check_tls, faststream_security, kafka_security
+from service.adapters.kafka_batches import batched_publisher
 from service.adapters.partitioning import partition_for
 from service.adapters.relay import MetricsReports, OutboxRelay, RelayReports
 from service.adapters.reply_topics import ReplyTopics
@@ -208,7 +209,7 @@ async def start_relay(settings: Settings, security: KafkaSecurity, reports: Rela
     await producer.start()
     relay = OutboxRelay(
         _asyncpg_dsn(settings.database_url, application_name=relay_application_name(settings)),
-        _publisher(producer), reports,
+        batched_publisher(producer), reports,
         batch_size=settings.relay_batch_size, poll_interval_s=settings.relay_poll_interval_s,
         retry_max_s=settings.retry_max_backoff_s, tracer_provider=tracer_provider, may_lead=may_lead,
         reply_topics=reply_topics,
@@ -253,18 +254,6 @@ async def _joined(broker: KafkaBroker, timeout_s: float) -> None:
             log.warning("not every subscriber has partitions; ready anyway")
             return
         await asyncio.sleep(0.05)
-
-
-def _publisher(producer: AIOKafkaProducer) -> Any:
-    """The relay publishes with a plain aiokafka producer of its own: it sends thousands of
-    ready-made JSON values per second, where FastStream's per-message publish machinery (codec,
-    correlation ids, middlewares) only costs CPU. The relay makes its headers and spans itself."""
-
-    async def publish(value: bytes, topic: str, key: bytes | None, headers: list[tuple[str, bytes]] | None = None
-                      ) -> Any:
-        return await producer.send(topic, value, key=key, headers=headers)
-
-    return publish
 
 
 async def _bounded(awaitable: Any, timeout_s: float, what: str) -> None:

@@ -31,13 +31,13 @@ from service import tracing
 from service.logging import get_logger
 from service.metrics import Metrics
 
-from .message_headers import KafkaHeaders, headers_of_stored
+from .kafka_batches import OutgoingRecord, PublishMany
+from .message_headers import headers_of_stored
 from .reply_topics import DEFAULT_REPLY_TOPICS, ReplyTopics
 from .unit_of_work import NOTIFY_CHANNEL
 
 log = get_logger(__name__)
 RELAY_LOCK_KEY = 0x7469636B  # "tick"
-Publish = Callable[[bytes, str, bytes | None, KafkaHeaders], Awaitable[Awaitable[Any]]]
 #: (body, topic, key, traceparent, tracestate)
 Outgoing = tuple[str, str, Any, str | None, str | None]
 
@@ -189,7 +189,7 @@ class MetricsReports:
 
 
 class OutboxRelay:
-    def __init__(self, dsn: str, publish: Publish, reports: RelayReports, *, batch_size: int, poll_interval_s: float,
+    def __init__(self, dsn: str, publish: PublishMany, reports: RelayReports, *, batch_size: int, poll_interval_s: float,
                  retry_max_s: float = 10.0, tracer_provider: trace.TracerProvider | None = None,
                  may_lead: Callable[[], bool] = lambda: True,
                  reply_topics: ReplyTopics = DEFAULT_REPLY_TOPICS) -> None:
@@ -289,23 +289,24 @@ class OutboxRelay:
         return time.perf_counter() - started
 
     async def _send(self, messages: list[Outgoing], best_effort: list[Outgoing] | None = None) -> None:
-        """Publish ``messages`` and await every acknowledgement; any failure raises (and is retried).
+        """Publish ``messages`` (one batch per partition, :mod:`.kafka_batches`) and await every
+        acknowledgement; any failure raises (and is retried).
 
         ``best_effort`` copies go to client-named ``reply_to`` topics. One the broker refuses (missing,
         invalid name) is logged and skipped: retried, it would hold back every later result for ever.
         The result itself is on the results topic by then."""
         spans = [self._message_span(m) for m in messages] if self._span_per_message else []
-        futures = [await self._publish(*_record(m)) for m in messages]
-        copies = [(m[1], await _attempt(self._publish(*_record(m)))) for m in best_effort or []]
+        copied = best_effort or []
+        acks = await self._publish([_record(m) for m in [*messages, *copied]])
+        futures = acks[:len(messages)]
+        copies = [(m[1], ack) for m, ack in zip(copied, acks[len(messages):], strict=True)]
         try:
             await asyncio.gather(*futures)
         finally:
             for span in spans:
                 span.end()
         for topic, copy in copies:
-            if not isinstance(copy, Exception):
-                copy = await _attempt(copy)
-            if isinstance(copy, Exception):
+            if isinstance(copy := await _attempt(copy), Exception):
                 log.warning("result not delivered to its reply_to topic", reply_to=topic[:249],
                             error=type(copy).__name__)
 
@@ -329,7 +330,7 @@ def _outgoing(row: Any, topic: str) -> Outgoing:
     return row["body"], topic, row["ticket_id"], row["traceparent"], row["tracestate"]
 
 
-def _record(message: Outgoing) -> tuple[bytes, str, bytes | None, KafkaHeaders]:
+def _record(message: Outgoing) -> OutgoingRecord:
     body, topic, key, traceparent, tracestate = message
     return body.encode(), topic, _key(key), headers_of_stored(body, traceparent, tracestate)
 

@@ -22,7 +22,8 @@ from service.adapters import tables as t
 from service.adapters.relay import RELAY_LOCK_KEY, MetricsReports, OutboxRelay
 from service.adapters.reply_topics import DEFAULT_REPLY_TOPICS, ReplyTopics
 from service.adapters.unit_of_work import SqlUnitOfWork
-from service.app import _asyncpg_dsn, _publisher
+from service.adapters.kafka_batches import OutgoingRecord, batched_publisher
+from service.app import _asyncpg_dsn
 from service.adapters.serialization import result_json
 from service.handlers.bus import handle_batch
 from service.handlers.messages import Outcome
@@ -65,14 +66,15 @@ async def reader(kafka_bootstrap: str, reply_topic: str) -> AsyncIterator[TopicR
 
 
 class Publish:
-    """The real publish function of the service, with a switchable outage in front of it.
+    """The real publish function of the service (records batched per partition), with a switchable
+    outage in front of it.
 
     ``up``: publish and acknowledge; ``down``: the call raises (no connection); ``no_ack`` for
-    some topics: the message is never sent and its acknowledgement fails; ``hold``: the
-    acknowledgement waits until ``up`` again (or for ever, if the relay is stopped first)."""
+    some topics: their records are never sent and their acknowledgements fail; ``hold``: the
+    acknowledgements wait until ``up`` again (or for ever, if the relay is stopped first)."""
 
     def __init__(self, broker: AIOKafkaProducer) -> None:
-        self._publish = _publisher(broker)
+        self._publish = batched_publisher(broker)
         self.mode = "up"
         self.no_ack_topics: set[str] = set()
         self.calls: list[tuple[str, bytes | None]] = []
@@ -85,23 +87,41 @@ class Publish:
         self.mode, self.no_ack_topics = mode, set(no_ack_topics)
         (self._up.clear if mode == "hold" else self._up.set)()
 
-    async def __call__(self, value: bytes, topic: str, key: bytes | None, headers: Any = None) -> Any:
-        self.calls.append((topic, key))
+    async def __call__(self, records: list[OutgoingRecord]) -> list[Any]:
+        self.calls.extend((topic, key) for _, topic, key, _ in records)
         if self.mode == "down":
             self.failures += 1
             raise KafkaConnectionError("broker unreachable (injected)")
-        if self.mode == "no_ack" and topic in self.no_ack_topics:
-            return self._fail()
-        return self._acknowledged(value, topic, key, headers)
+        refused = [self.mode == "no_ack" and topic in self.no_ack_topics for _, topic, _, _ in records]
+        sending = [r for r, no in zip(records, refused, strict=True) if not no]
+        delivery = asyncio.ensure_future(self._deliver(sending))
+        acks, n = [], 0
+        for no in refused:
+            if no:
+                acks.append(self._fail())
+            else:
+                acks.append(self._outcome(delivery, n))
+                n += 1
+        return acks
 
     async def _fail(self) -> None:
         self.failures += 1
         raise KafkaTimeoutError("no acknowledgement (injected)")
 
-    async def _acknowledged(self, value: bytes, topic: str, key: bytes | None, headers: Any) -> None:
+    async def _deliver(self, records: list[OutgoingRecord]) -> list[Any]:
+        """The records, all in one call of the real publisher once ``up``; each one's outcome."""
         await self._up.wait()
-        await (await self._publish(value, topic, key, headers))
-        self.acked.append((topic, key, value))
+        outcomes = await asyncio.gather(*await self._publish(records), return_exceptions=True)
+        self.acked += [(topic, key, value) for (value, topic, key, _), outcome in zip(records, outcomes, strict=True)
+                       if not isinstance(outcome, BaseException)]
+        return outcomes
+
+    @staticmethod
+    async def _outcome(delivery: asyncio.Future[list[Any]], n: int) -> Any:
+        outcome = (await delivery)[n]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     def acked_keys(self, topic: str) -> set[bytes | None]:
         return {k for tp, k, _ in self.acked if tp == topic}
