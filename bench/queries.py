@@ -12,7 +12,7 @@
 2. **plans** — ``EXPLAIN (ANALYZE, BUFFERS)`` of every measured statement: which indexes, how many
    rows and buffers.
 3. **db** — per scenario, ``--samples`` sequential calls of the query handler on the read model
-   (``reading()`` + ``handlers.queries.answer``): the transaction, every statement (page and count)
+   (``reading()`` on the service's query pool + ``handlers.queries.answer``): every statement (page and count)
    and building the contract views — all the database work of one answer, without Kafka.
 4. **round trip** — the service (``service.app.running``) on an embedded broker (or
    ``TICKETS_BENCH_KAFKA_BOOTSTRAP``), a ``TicketClient`` in the same process sending one query at a
@@ -49,7 +49,8 @@ from ticket_contracts.answers import AnswerBase, ErrorAnswer, SearchAnswer, Tick
 from ticket_contracts.envelope import Actor as ContractActor
 
 from service.adapters.explain import index_names, plan
-from service.adapters.read_models import reading, search_statement, ticket_page_statement
+from service.adapters.read_models import ReadSource, read_pool, reading, search_statement, ticket_page_statement
+from service.app import _asyncpg_dsn as asyncpg_dsn
 from service.app import freeze_startup_heap
 from service.domain.values import Actor, Role
 from service.handlers.queries import answer
@@ -324,8 +325,8 @@ async def search_words(engine: AsyncEngine, customers: int) -> SearchWords:
     return SearchWords(common, rare, rare_of, phrases)
 
 
-async def ask(engine: AsyncEngine, actor: Actor, query: q.QueryBase) -> AnswerBase:
-    async with reading(engine) as reads:
+async def ask(source: ReadSource, actor: Actor, query: q.QueryBase) -> AnswerBase:
+    async with reading(source) as reads:
         return await answer(query, actor, reads)
 
 
@@ -528,6 +529,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         with database_server(scratch) as server_url:
             database_url = await seed(server_url, args, report)
             engine = create_async_engine(database_url)
+            pool = await read_pool(asyncpg_dsn(database_url), pool_size=1)  # the service's query pool
             try:
                 if args.prewarm:
                     say("prewarming the page cache ...")
@@ -550,11 +552,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     say(f"db: {name}")
 
                     async def db_call(make: Any = make) -> AnswerBase:
-                        return await ask(engine, *make())
+                        return await ask(pool, *make())
 
                     report["scenarios"][name] = {"db": await measure(db_call, args.samples)}
             finally:
                 await engine.dispose()
+                await pool.close()
             if args.round_trips:
                 with kafka_server(scratch) as bootstrap:
                     say("starting the service and a client (consumer-group joins take a few seconds) ...")

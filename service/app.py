@@ -30,7 +30,7 @@ from ticket_contracts.ops import ErasureProgress, Heartbeat
 from ticket_contracts.results import CommandResult
 
 from service.adapters.auth import ActorResolver
-from service.adapters.read_models import check_search_config, read_engine
+from service.adapters.read_models import check_search_config, read_pool
 from service.entrypoints.kafka_security import check_tls, faststream_security, kafka_security
 from service.adapters.kafka_batches import batched_publisher
 from service.adapters.partitioning import partition_for
@@ -122,7 +122,7 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
             connect_args={"server_settings": {"tickets.search_config": settings.search_text_config}},
         )
         # Queries get a pool of their own: half the size, read-only, never more connections.
-        rt.read_engine = read_engine(settings.database_url, pool_size=query_pool_size(settings))
+        rt.read_pool = await read_pool(_asyncpg_dsn(settings.database_url), pool_size=query_pool_size(settings))
         if settings.check_schema_on_start:
             await check_schema_at_head(rt.engine)
         await check_search_config(rt.engine, settings.search_text_config)
@@ -189,8 +189,8 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
             await _bounded(closing, left(), what)
         if rt._engine is not None:
             await _bounded(rt.engine.dispose(), left(), "database pool")
-        if rt.read_engine is not None:
-            await _bounded(rt.read_engine.dispose(), left(), "query pool")
+        if rt.read_pool is not None:
+            await _bounded(rt.read_pool.close(), left(), "query pool")
         log.info("ticket service stopped", instance_id=settings.instance_id)
 
     return app, rt

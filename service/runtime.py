@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from faststream.kafka import KafkaBroker
 from opentelemetry.trace import NoOpTracerProvider, TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,8 +25,8 @@ class Runtime:
     metrics: Metrics
     resolver: ActorResolver
     _engine: AsyncEngine | None = None
-    #: The query side's own read-only pool (service.adapters.read_models.read_engine), once started.
-    read_engine: AsyncEngine | None = None
+    #: The query side's own read-only pool (service.adapters.read_models.read_pool), once started.
+    read_pool: asyncpg.Pool | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     ready: bool = False
     relay_active: bool = False

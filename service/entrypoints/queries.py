@@ -93,9 +93,9 @@ def query_router(rt: Runtime) -> KafkaRouter:
         query, actor = item.query, item.actor
 
         async def attempt() -> AnswerBase:
-            assert rt.read_engine is not None
+            assert rt.read_pool is not None
             # The query pool has no overflow: a batch's queries beyond its size wait for a connection.
-            async with reading(rt.read_engine, s.search_text_config) as reads:
+            async with reading(rt.read_pool, s.search_text_config) as reads:
                 return await answer(query, actor, reads)
 
         try:

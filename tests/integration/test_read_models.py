@@ -9,6 +9,8 @@ main statements.
 
 from __future__ import annotations
 
+import asyncio
+
 import itertools
 import uuid
 from collections.abc import AsyncIterator
@@ -583,18 +585,42 @@ async def test_history_and_thread_ignore_a_missing_ticket(engine: AsyncEngine) -
 async def test_the_query_pool_is_read_only_and_its_own(database_url: str) -> None:
     import asyncpg
 
-    from service.adapters.read_models import read_engine
+    from service.adapters.read_models import read_pool
+    from service.app import _asyncpg_dsn
 
-    engine = read_engine(database_url, pool_size=2)
+    pool = await read_pool(_asyncpg_dsn(database_url), pool_size=2)
     try:
-        async with reading(engine) as reads:
+        async with reading(pool) as reads, reading(pool) as second:
             conn = reads._conn  # the asyncpg connection its statements run on
             assert await conn.fetchval("SHOW default_transaction_read_only") == "on"
             with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
                 await conn.execute("CREATE TEMP TABLE nope (x int)")
-        assert engine.pool.size() == 2 and engine.pool._max_overflow == 0  # type: ignore[attr-defined]
+            assert second._conn is not conn
+            with pytest.raises(asyncio.TimeoutError):  # two connections and no more
+                await pool.acquire(timeout=0.2)
+        assert pool.get_max_size() == 2
     finally:
-        await engine.dispose()
+        await pool.close()
+
+
+async def test_a_query_connection_goes_back_to_its_pool_without_a_reset_and_out_of_any_transaction(
+        database_url: str) -> None:
+    from service.adapters.read_models import read_pool
+    from service.app import _asyncpg_dsn
+
+    pool = await read_pool(_asyncpg_dsn(database_url), pool_size=1)
+    statements: list[str] = []
+    try:
+        with pytest.raises(RuntimeError):
+            async with reading(pool) as reads:
+                reads._conn.add_query_logger(lambda record: statements.append(record.query))
+                await reads._conn.execute("BEGIN READ ONLY")
+                raise RuntimeError("a bug, with the transaction open")
+        assert "ROLLBACK" in statements and not any("RESET ALL" in s for s in statements)
+        async with reading(pool) as reads:
+            assert not reads._conn.is_in_transaction()
+    finally:
+        await pool.close()
 
 
 async def test_a_first_page_and_its_count_come_from_one_statement(engine: AsyncEngine, shelf: Shelf) -> None:
@@ -608,18 +634,26 @@ async def test_a_first_page_and_its_count_come_from_one_statement(engine: AsyncE
     assert [s.split()[0] for s in statements] == ["EXPLAIN", "SELECT"]
 
 
-async def test_a_connection_that_broke_during_a_query_is_not_handed_out_again(engine: AsyncEngine) -> None:
+async def test_a_connection_that_broke_during_a_query_is_not_handed_out_again(engine: AsyncEngine,
+                                                                            database_url: str) -> None:
     import asyncpg
 
+    from service.adapters.read_models import read_pool
     from service.adapters.retry import is_transient
+    from service.app import _asyncpg_dsn
 
-    with pytest.raises(asyncpg.ConnectionDoesNotExistError) as raised:
-        async with reading(engine) as reads:
-            broken = await reads._conn.fetchval("SELECT pg_backend_pid()")
-            async with engine.connect() as other:
-                assert await other.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": broken})
-            await reads._conn.fetchval("SELECT 1")
-    assert is_transient(raised.value)  # the query is retried, on another connection
-    for _ in range(engine.pool.size() + 1):  # every pooled connection, the broken one included
-        async with reading(engine) as reads:
-            assert await reads._conn.fetchval("SELECT pg_backend_pid()") != broken
+    pool = await read_pool(_asyncpg_dsn(database_url), pool_size=2)
+    try:
+        for source, size in ((engine, engine.pool.size()), (pool, 2)):  # tooling's engine, the service's pool
+            with pytest.raises(asyncpg.ConnectionDoesNotExistError) as raised:
+                async with reading(source) as reads:
+                    broken = await reads._conn.fetchval("SELECT pg_backend_pid()")
+                    async with engine.connect() as other:
+                        assert await other.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": broken})
+                    await reads._conn.fetchval("SELECT 1")
+            assert is_transient(raised.value)  # the query is retried, on another connection
+            for _ in range(size + 1):  # every pooled connection, the broken one included
+                async with reading(source) as reads:
+                    assert await reads._conn.fetchval("SELECT pg_backend_pid()") != broken
+    finally:
+        await pool.close()
