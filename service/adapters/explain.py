@@ -3,9 +3,9 @@ and benchmarks. Nothing is executed: EXPLAIN without ANALYZE only plans."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
@@ -43,7 +43,7 @@ async def plan(conn: AsyncConnection, statement: Any, *, analyze: bool = False) 
 def top_node(explained: Any) -> dict[str, Any]:
     """The top plan node of an EXPLAIN (FORMAT JSON) result, decoded or not (asyncpg decodes json
     on connections SQLAlchemy set up)."""
-    doc = json.loads(explained) if isinstance(explained, str) else explained
+    doc = orjson.loads(explained) if isinstance(explained, str) else explained
     return doc[0]["Plan"]  # type: ignore[no-any-return]
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from service.domain.errors import InvalidInput
 
@@ -59,14 +60,13 @@ def decode_position(cursor: str) -> SortKey:
 
 
 def _encode(doc: dict[str, Any]) -> str:
-    raw = json.dumps(doc, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return base64.urlsafe_b64encode(orjson.dumps(doc)).rstrip(b"=").decode()
 
 
 def _decode(cursor: str) -> dict[str, Any]:
     try:
-        doc = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+        doc = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError) as error:  # orjson's JSONDecodeError is a ValueError
         raise _invalid() from error
     if not isinstance(doc, dict):
         raise _invalid()
