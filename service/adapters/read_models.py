@@ -39,6 +39,7 @@ from sqlalchemy import (
     null,
     select,
     text,
+    true,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, REGCONFIG, UUID
@@ -47,7 +48,7 @@ from pydantic import TypeAdapter
 from ticket_contracts.answers import HistoryEntry, SearchItem
 from ticket_contracts.views import ReplyView, TicketView, TimeEntryView
 
-from service.handlers.read_model import SORT_KEYS, PageRequest, SortKey, TicketFilter, Total
+from service.handlers.read_model import SORT_KEYS, PageRequest, SortKey, TicketAccess, TicketFilter, Total
 
 from . import tables
 from .core_on_asyncpg import STATEMENTS, Shaped
@@ -251,22 +252,34 @@ class SqlTicketReads:
         worth_it, estimate = _count_decision(top_node(await STATEMENTS.scalar(self._conn, Explain(capped))), cap)
         return (capped if worth_it else None), estimate
 
-    async def replies(self, ticket_id: uuid.UUID, *, internal: bool, after: SortKey | None,
-                      limit: int) -> list[ReplyView]:
+    async def thread(self, ticket_id: uuid.UUID, *, internal: bool, after: SortKey | None,
+                     limit: int) -> tuple[TicketAccess | None, list[ReplyView]]:
+        """The ticket's access fields and a page of its replies in ONE statement: the ticket row,
+        outer-joined to a LATERAL page of its replies (no rows: no such ticket; one row of NULL
+        reply columns: no replies on this page)."""
         def build() -> Select[Any]:
-            stmt = select(r, _has_attachments(internal, reply=r)).where(r.c.ticket_id == _param("ticket_id", ticket_id, r.c.ticket_id))
+            page = select(r).where(r.c.ticket_id == t.c.id)
             if not internal:
-                stmt = stmt.where(r.c.internal.is_(False))
+                page = page.where(r.c.internal.is_(False))
             if after is not None:
-                stmt = stmt.where(_beyond([r.c.created_at, r.c.id], after, descending=False))
-            return stmt.order_by(r.c.created_at, r.c.id).limit(_param("limit", limit + 1))
+                page = page.where(_beyond([r.c.created_at, r.c.id], after, descending=False))
+            replies = page.order_by(r.c.created_at, r.c.id).limit(_param("limit", limit + 1)).lateral("r")
+            return (select(*replies.c, _has_attachments(internal, reply=replies),
+                           t.c.customer_id.label(_T_CUSTOMER), t.c.deleted_at.label(_T_DELETED))
+                    .select_from(t.outerjoin(replies, true()))
+                    .where(t.c.id == _param("ticket_id", ticket_id, t.c.id))
+                    .order_by(replies.c.created_at, replies.c.id))
 
         rows = await STATEMENTS.fetch_shaped(self._conn, Shaped(
-            ("replies", internal, after is not None), build,
+            ("thread", internal, after is not None), build,
             {"ticket_id": ticket_id, "limit": limit + 1} | _after_values(after)))
+        if not rows:
+            return None, []
+        access = TicketAccess(rows[0][_T_CUSTOMER], rows[0][_T_DELETED])
+        rows = [row for row in rows if row["id"] is not None]
         ids = [row["id"] for row in rows if row[_ATTACHED]]
         found = await self._attachments("reply_id", ids, staff=internal) if ids else {}
-        return _REPLY_VIEWS.validate_python(_view_fields(rows, found))
+        return access, _REPLY_VIEWS.validate_python(_view_fields(rows, found))
 
     async def history(self, ticket_id: uuid.UUID, after_version: int, limit: int) -> list[HistoryEntry]:
         stmt = (select(ev.c.body).where(ev.c.ticket_id == ticket_id, ev.c.ticket_version > after_version)
@@ -309,7 +322,8 @@ def _view_fields(rows: list[asyncpg.Record], attachments: dict[uuid.UUID, list[A
     return [dict(zip(names, row, strict=False), attachments=attachments.get(row["id"]) or []) for row in rows]
 
 
-_MARKERS = frozenset({_ATTACHED, _COUNTED})
+_T_CUSTOMER, _T_DELETED = "_ticket_customer_id", "_ticket_deleted_at"
+_MARKERS = frozenset({_ATTACHED, _COUNTED, _T_CUSTOMER, _T_DELETED})
 
 
 def _count_decision(node: dict[str, Any], cap: int) -> tuple[bool, Total]:

@@ -108,8 +108,8 @@ async def ticket_thread(query: q.TicketThread, actor: Actor, reads: TicketReads)
     """Replies oldest first; internal notes only for staff. Admins may read a deleted ticket's."""
     p = query.payload
     after = decode_position(p.cursor) if p.cursor else None
-    check_readable(actor, await reads.ticket(p.ticket_id, staff=actor.is_staff), allow_deleted=True)
-    rows = await reads.replies(p.ticket_id, internal=actor.is_staff, after=after, limit=p.limit)
+    access, rows = await reads.thread(p.ticket_id, internal=actor.is_staff, after=after, limit=p.limit)
+    check_readable(actor, access, allow_deleted=True)
     replies = rows[: p.limit]
     more = len(rows) > p.limit
     return ThreadAnswer(**_reply_to(query), ticket_id=p.ticket_id, replies=replies,

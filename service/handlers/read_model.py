@@ -30,6 +30,14 @@ SortKey = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
+class TicketAccess:
+    """What deciding whether an actor may read a ticket takes (``policy.check_visible``)."""
+
+    customer_id: uuid.UUID
+    deleted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class TicketFilter:
     """Which tickets a page or a count covers, with the actor's visibility scope already applied."""
 
@@ -90,10 +98,11 @@ class TicketReads(Protocol):
     async def search_count(self, where: TicketFilter, text: str, cap: int, *, staff: bool) -> Total:
         """How many tickets match the search: exact up to ``cap``, an estimate above."""
 
-    async def replies(self, ticket_id: uuid.UUID, *, internal: bool, after: SortKey | None,
-                      limit: int) -> list[ReplyView]:
-        """Up to ``limit + 1`` replies in thread order after ``after`` (created_at, id); internal
-        notes only if ``internal``."""
+    async def thread(self, ticket_id: uuid.UUID, *, internal: bool, after: SortKey | None,
+                     limit: int) -> tuple[TicketAccess | None, list[ReplyView]]:
+        """Who may read the ticket (None: no such ticket) and up to ``limit + 1`` of its replies in
+        thread order after ``after`` (created_at, id); internal notes only if ``internal``. One
+        statement: the handler checks the access before it shows a reply."""
 
     async def history(self, ticket_id: uuid.UUID, after_version: int, limit: int) -> list[HistoryEntry]:
         """Up to ``limit + 1`` history entries with ``ticket_version > after_version``, in order."""
