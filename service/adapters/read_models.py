@@ -134,12 +134,21 @@ async def reading(source: ReadSource, search_config: str = DEFAULT_SEARCH_CONFIG
             raise
 
 
+def _closed(driver: asyncpg.Connection) -> bool:
+    """Whether the connection is gone. A pool's connection that closed is released at once, its
+    proxy detached: then every call on it (this one too) raises InterfaceError."""
+    try:
+        return driver.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
 @asynccontextmanager
 async def _lost_is_transient(driver: asyncpg.Connection) -> AsyncIterator[None]:
     try:
         yield
     except Exception as error:
-        if not driver.is_closed() or isinstance(error, asyncpg.ConnectionDoesNotExistError):
+        if not _closed(driver) or isinstance(error, asyncpg.ConnectionDoesNotExistError):
             raise
         # Whatever asyncpg raised (it may be an InternalClientError, when the server's goodbye
         # arrives as a statement starts): a lost connection, which the callers retry.
