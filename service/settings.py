@@ -47,8 +47,9 @@ class Settings(BaseSettings):
         "need no 10 ms latency, and polling less keeps an idle instance cheap.",
     )
     idle_fetch_wait_ms: int = Field(
-        100, ge=0, description="Fetch wait of the command and query subscribers after 10 s without records "
-        "(idle instances poll less); the first batch restores TICKETS_FETCH_MAX_WAIT_MS. 0: never switch.",
+        100, ge=0, description="Fetch wait of the command and query subscribers after 10 s without records, and from the "
+        "start until their first batch (idle instances poll less); the first batch restores TICKETS_FETCH_MAX_WAIT_MS. "
+        "0: never switch.",
     )
     batch_max_records: int = Field(200, description="Most commands handled in one transaction.")
     batch_timeout_ms: int = Field(

@@ -8,6 +8,13 @@ pauses of bursty traffic, much shorter than a quiet hour) a subscriber switches
 to ``TICKETS_IDLE_FETCH_WAIT_MS`` for both; the first batch it gets switches it back. The price: the
 first command or query after such a pause may wait up to twice that long, once (docs/operations.md).
 
+A subscriber starts idle: one that has not had a batch since the instance started is as quiet as
+one that has had none for ten seconds. An instance restarted under a backlog of commands gets them
+in its first fetch (a fetch with records is answered at once) and switches that subscriber to the
+short wait; its query subscriber, with nothing to read, costs the broker a tenth of the fetches. On
+the embedded broker an empty 10 ms fetch loop costs it ~0.05–0.09 cores per consumer — for the
+first ten seconds of every start, spent exactly while a backlog is being drained (bench/README.md).
+
 aiokafka reads the wait from its fetcher for every request it builds, and FastStream reads its
 batch timeout on every poll, so changing the two attributes takes effect on the next poll; both are
 private attributes of those libraries (pinned in requirements.lock), checked by
@@ -33,12 +40,13 @@ class FetchWaits:
         self._enabled = idle_ms > busy_ms
         self._subscribers = {id(s.consumer): s for s in subscribers
                              if getattr(s, "consumer", None) is not None and getattr(s, "batch_timeout_ms", None) == busy_ms}
-        self._last = dict.fromkeys(self._subscribers, clock())
+        self._last = dict.fromkeys(self._subscribers, clock() - IDLE_AFTER_S)  # never had a batch: idle
         self._idle: set[int] = set()
-        #: What each subscriber had before the first switch: (batch timeout, fetch wait).
         #: How many times a batch brought a subscriber back from the idle wait.
         self.woken = 0
+        #: What each subscriber had before the first switch: (batch timeout, fetch wait).
         self._original = {key: (s.batch_timeout_ms, _fetch_wait(s)) for key, s in self._subscribers.items()}
+        self.check()
 
     def saw_batch(self, consumer: Any) -> None:
         """A batch arrived on ``consumer``: back to the short wait if it was idle."""
