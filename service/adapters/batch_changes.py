@@ -5,6 +5,7 @@ turn the typed events and results into rows here, with the same serialisation.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,9 @@ from service.domain.attachments import Attachment
 from service.domain.events import DomainEvent
 from service.domain.redaction import Redaction
 from service.domain.ticket import Reply, Ticket, TimeEntry
+from service.domain.values import DirectoryUser
 from service.handlers.messages import Result, Stamp
+from service.handlers.unit_of_work import StoredResult
 
 from service.tracing import COMMAND_TRACES, NO_TRACE
 
@@ -60,6 +63,24 @@ class BatchChanges:
 
     async def reserve_numbers(self, count: int) -> None:
         raise NotImplementedError
+
+    async def lock_tickets(self, ids: Iterable[uuid.UUID]) -> None:
+        raise NotImplementedError
+
+    async def processed(self, message_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, StoredResult]:
+        raise NotImplementedError
+
+    async def users(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, DirectoryUser]:
+        raise NotImplementedError
+
+    async def start_batch(self, ticket_ids: Iterable[uuid.UUID], message_ids: Iterable[uuid.UUID], numbers: int,
+                          user_ids: Iterable[uuid.UUID]) -> tuple[dict[uuid.UUID, StoredResult],
+                                                                  dict[uuid.UUID, DirectoryUser]]:
+        """One read after the other (the SQL unit of work does it in two statements)."""
+        await self.lock_tickets(ticket_ids)
+        stored = await self.processed(message_ids)
+        await self.reserve_numbers(numbers)
+        return stored, await self.users(user_ids)
 
     async def next_number(self) -> int:
         if not self._numbers:

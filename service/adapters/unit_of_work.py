@@ -81,6 +81,30 @@ _INBOX = ("SELECT message_id, result, reply_to, fingerprint FROM processed_comma
           "WHERE message_id = ANY($1::uuid[])")
 _USERS = f"SELECT {_columns(t.users)} FROM users WHERE user_id = ANY($1::uuid[])"
 _NUMBERS = f"SELECT nextval('{t.ticket_number_seq.name}') FROM generate_series(1, $1)"
+#: A batch's first statement: its advisory locks ($1), its ticket numbers ($2) and its users ($3) —
+#: one row per user found, or one row of NULL user columns; ``locked`` and ``numbers`` on every row.
+#: The CTEs call volatile functions, so PostgreSQL evaluates each exactly once, whatever the join.
+_LOCKS_NUMBERS_USERS = (
+    "WITH locked AS (SELECT count(pg_advisory_xact_lock(k)) AS locked FROM unnest($1::bigint[]) AS k), "
+    f"numbers AS (SELECT ARRAY(SELECT nextval('{t.ticket_number_seq.name}') FROM generate_series(1, $2)) AS numbers) "
+    f"SELECT locked, numbers, {', '.join('u.' + c for c in t.users.c.keys())} FROM locked CROSS JOIN numbers "
+    "LEFT JOIN users AS u ON u.user_id = ANY($3::uuid[])")
+
+
+def _tickets_and_inbox() -> str:
+    """The batch's second statement, once its advisory locks are held (a new snapshot): its ticket
+    rows ``FOR UPDATE`` ($1) and its inbox rows ($2), as one result — ``kind`` 't' or 'i', the other
+    kind's columns NULL."""
+    inbox = ("message_id", "result", "reply_to", "fingerprint")
+    pc = t.processed_commands.c
+    no_ticket = ", ".join(f"NULL::{_sql_type(c)}" for c in t.tickets.c)
+    no_inbox = ", ".join(f"NULL::{_sql_type(pc[c])} AS {c}" for c in inbox)
+    return (f"WITH locked AS (SELECT {_columns(t.tickets)} FROM tickets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE) "
+            f"SELECT 't' AS kind, locked.*, {no_inbox} FROM locked UNION ALL "
+            f"SELECT 'i', {no_ticket}, {', '.join(inbox)} FROM processed_commands WHERE message_id = ANY($2::uuid[])")
+
+
+_TICKETS_AND_INBOX = _tickets_and_inbox()
 #: Every column of ``tickets``, in the order of the array parameters ($1, $2, …) of both writes.
 _TICKET_ROW = tuple(t.tickets.c.keys())
 #: Array-typed columns go as one text literal per row (``{"a","b"}``), cast back to their array type:
@@ -139,6 +163,32 @@ class SqlUnitOfWork(BatchChanges):
             await self.conn.close()
 
     # ---- reads ----------------------------------------------------------------------------
+    async def start_batch(self, ticket_ids: Iterable[uuid.UUID], message_ids: Iterable[uuid.UUID], numbers: int,
+                          user_ids: Iterable[uuid.UUID]) -> tuple[dict[uuid.UUID, StoredResult],
+                                                                  dict[uuid.UUID, DirectoryUser]]:
+        """Two statements where the reads one by one take four: the advisory locks with the ticket
+        numbers and the users, then — in a statement of its own, so that its snapshot sees what a
+        lock holder committed — the ticket rows ``FOR UPDATE`` with the inbox rows."""
+        wanted = sorted({i for i in ticket_ids if i not in self._locked})
+        messages, people = list(message_ids), list(set(user_ids))
+        driver = await self._driver()
+        users: dict[uuid.UUID, DirectoryUser] = {}
+        if wanted or numbers > 0 or people:
+            rows = await driver.fetch(_LOCKS_NUMBERS_USERS, [lock_key(i) for i in wanted], max(numbers, 0), people)
+            self._locked.update(wanted)
+            self._numbers.extend(rows[0]["numbers"])
+            users = {u.user_id: u for u in (user_from_row(r) for r in rows if r["user_id"] is not None)}
+        stored: dict[uuid.UUID, StoredResult] = {}
+        if wanted or messages:
+            for row in await driver.fetch(_TICKETS_AND_INBOX, wanted, messages):
+                if row["kind"] == "t":
+                    ticket = ticket_from_row(row)
+                    self._tickets[ticket.id] = ticket
+                else:
+                    stored[row["message_id"]] = _stored(row)
+            self._absent.update(i for i in wanted if i not in self._tickets)
+        return stored, users
+
     async def lock_tickets(self, ids: Iterable[uuid.UUID]) -> None:
         """Lock the ids (advisory, in id order, existing or not), then load and lock the rows."""
         wanted = sorted({i for i in ids if i not in self._locked})
@@ -164,8 +214,7 @@ class SqlUnitOfWork(BatchChanges):
         if not wanted:
             return {}
         rows = await (await self._driver()).fetch(_INBOX, wanted)
-        return {r["message_id"]: StoredResult(result_from_json(r["result"]), r["reply_to"], r["fingerprint"])
-                for r in rows}
+        return {r["message_id"]: _stored(r) for r in rows}
 
     async def users(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, DirectoryUser]:
         wanted = list(set(ids))
@@ -303,6 +352,10 @@ class SqlUnitOfWork(BatchChanges):
                 raise RuntimeError("the unit of work's connection is not in a transaction")
             self._raw = driver
         return self._raw
+
+
+def _stored(row: Any) -> StoredResult:
+    return StoredResult(result_from_json(row["result"]), row["reply_to"], row["fingerprint"])
 
 
 def _ticket_arrays(tickets: list[Ticket]) -> list[list[Any]]:

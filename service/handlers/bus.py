@@ -120,10 +120,9 @@ async def handle_batch(items: list[Incoming], uow: UnitOfWork, limits: Limits | 
     now = datetime.now(UTC)
     async with uow:
         registrations = [REGISTRY.get(i.command_type) if i.command is not None else None for i in items]
-        await uow.lock_tickets(_ids(items, registrations, "tickets"))
-        stored = await uow.processed(i.message_id for i in items)
-        await uow.reserve_numbers(sum(r.numbers for r in registrations if r is not None))
-        users = await uow.users(_ids(items, registrations, "users"))
+        stored, users = await uow.start_batch(
+            _ids(items, registrations, "tickets"), [i.message_id for i in items],
+            sum(r.numbers for r in registrations if r is not None), _ids(items, registrations, "users"))
         outcomes: list[Outcome] = []
         done: dict[uuid.UUID, Outcome] = {}
         prints: dict[uuid.UUID, str] = {}

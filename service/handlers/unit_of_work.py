@@ -46,6 +46,14 @@ class UnitOfWork(Protocol):
     async def __aexit__(self, *exc: object) -> None: ...
 
     # ---- reads (and locks) ----------------------------------------------------------------
+    async def start_batch(self, ticket_ids: Iterable[uuid.UUID], message_ids: Iterable[uuid.UUID], numbers: int,
+                          user_ids: Iterable[uuid.UUID]) -> tuple[dict[uuid.UUID, StoredResult],
+                                                                  dict[uuid.UUID, DirectoryUser]]:
+        """What every batch reads first, in as few round trips as the store allows: lock (and load)
+        the tickets, reserve ``numbers`` ticket numbers, and return the inbox's results of these
+        message ids and these directory users. The same as ``lock_tickets``, ``processed``,
+        ``reserve_numbers`` and ``users`` one after the other."""
+
     async def lock_tickets(self, ids: Iterable[uuid.UUID]) -> None:
         """Lock these ticket ids, existing or not, until commit or rollback, in id order; load
         the ones that exist into the identity map."""

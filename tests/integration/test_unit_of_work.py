@@ -485,3 +485,40 @@ async def test_one_batch_inserts_and_updates_many_tickets_with_arrays_of_differe
         assert row["tags"] == [f"t{k}" for k in range(n + 1)]
         assert row["follower_ids"] == ([agent] if n == 0 else [])
         assert row["version"] == (3 if n == 0 else 2)
+
+
+async def test_a_batch_reads_its_locks_numbers_users_tickets_and_inbox_in_two_statements(engine: AsyncEngine) -> None:
+    """``start_batch``: the advisory locks with the ticket numbers and the users, then the tickets
+    ``FOR UPDATE`` with the inbox — what ``lock_tickets``, ``processed``, ``reserve_numbers`` and
+    ``users`` read one by one, in two statements."""
+    existing, absent = new_id(), new_id()
+    created = await _create(engine, existing)
+    agent = await add_user(engine, "agent")
+
+    uow = SqlUnitOfWork(engine)
+    async with uow:
+        driver = await uow._driver()
+        sent: list[str] = []
+        driver.add_query_logger(lambda q: sent.append(q.query))
+
+        async def statements() -> int:
+            await asyncio.sleep(0)  # asyncpg hands each logged query to call_soon: let those callbacks run
+            return len(sent)
+
+        stored, users = await uow.start_batch([absent, existing], [created.message_id, new_id()], 3,
+                                              [agent, uuid.uuid4()])
+        assert await statements() == 2
+        assert uow.get(existing) is not None and uow.get(existing).version == 1  # type: ignore[union-attr]
+        assert uow.get(absent) is None and await uow.load(absent) is None and await statements() == 2  # known absent: no read
+        assert set(stored) == {created.message_id} and stored[created.message_id].result == created.result
+        assert set(users) == {agent} and users[agent].role.value == "agent"
+        numbers = [await uow.next_number() for _ in range(3)]
+        assert len(set(numbers)) == 3 and numbers == sorted(numbers) and await statements() == 2
+        # the tickets' rows are locked: another transaction cannot take them
+        async with engine.connect() as other:
+            await other.execute(text("SET lock_timeout = '100ms'"))
+            with pytest.raises(DBAPIError):
+                await other.execute(select(t.tickets.c.id).where(t.tickets.c.id == existing).with_for_update())
+
+    async with SqlUnitOfWork(engine) as empty:  # nothing to lock, number or look up: only the inbox
+        assert await empty.start_batch([], [new_id()], 0, []) == ({}, {})
