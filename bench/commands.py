@@ -594,6 +594,12 @@ class Run:
             "missing_events": missing, **_percentiles(late),
         }
         phase["_samples"] = late  # pooled across rounds by summarise(), then dropped
+        if self.args.timeline is not None:  # when each command was due, and how late its first event came
+            self.args.timeline.mkdir(parents=True, exist_ok=True)
+            start = min(due.values())
+            rows = sorted((due[i] - start, (observer.events[i] - due[i]) * 1000) for i in ids if i in observer.events)
+            (self.args.timeline / f"{t.name}-{rate:.0f}s-{time.time():.0f}.tsv").write_text(
+                "".join(f"{at:.4f}\t{ms:.2f}\n" for at, ms in rows))
         say(f"{t.name}: {rate:.0f}/s → p50 {phase['p50_ms']} ms, p99 {phase['p99_ms']} ms")
         return phase
 
@@ -939,6 +945,9 @@ def main() -> None:
                              "bench/results/<system>-{drain,200s}.pyspy.tmp (collapsed stacks; costs CPU, "
                              "so do not quote the figures of a profiled run)")
     parser.add_argument("--output", type=Path, default=RESULTS / "commands.json")
+    parser.add_argument("--timeline", type=Path, default=None,
+                        help="write each fixed-rate phase's commands (seconds since the first was due, latency "
+                             "in ms) to <dir>/<system>-<rate>s-<time>.tsv, to see when the slow ones came")
     parser.add_argument("--service-root", type=Path, default=None,
                         help="run the service (and its migrations) from this checkout instead, e.g. a git "
                              "worktree with a proposed change")

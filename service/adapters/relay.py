@@ -103,10 +103,11 @@ class OutboxProgress:
     """What the relay has published of one outbox table: every row with ``seq`` ≤ ``max_seen``
     except the ``holes`` — seqs at or below it that no read has returned yet: rows of transactions
     still running at that read, or of ones that rolled back (and seqs handed out but never used).
-    Stored in ``relay_progress`` after every round (one small row per table, updated in place:
-    nothing indexed changes, so the update is HOT), replacing a mark per published row; a new
-    leader starts from what is stored, so a crash between sending a round and storing it sends
-    that round again (at least once, same ``event_id``).
+    Stored in ``relay_progress`` (one small row per table, updated in place: nothing indexed
+    changes, so the update is HOT) at most every ``STORE_EVERY_S`` while rows flow
+    (:class:`_ProgressStore`), replacing a mark per published row; a new leader starts from what is
+    stored, so a crash between sending rounds and storing them sends those rounds again (at least
+    once, same ``event_id``).
 
     The read returns the committed rows among the holes and past ``max_seen``, in ``seq`` order,
     up to its LIMIT. A seq the read passes over (below the last row it returned) was not visible
@@ -234,14 +235,22 @@ class OutboxRelay:
             log.info("this instance now relays the outbox")
             await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
             events, results = await load_progress(conn)
-            while True:
-                self._wake.clear()
-                if await self._round(conn, events, results) < self._batch:
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), self._poll)
-                    except TimeoutError:
-                        # The stored progress is the leader's own: every round that changed it stored it.
-                        self._reports.backlog(await conn.fetchval(BACKLOG_SQL))
+            store = _ProgressStore(conn, events, results)
+            try:
+                while True:
+                    self._wake.clear()
+                    full = await self._round(conn, events, results, store) >= self._batch
+                    await store.if_due()
+                    if not full:
+                        try:
+                            await asyncio.wait_for(self._wake.wait(), store.wait(self._poll))
+                        except TimeoutError:
+                            if store.pending:
+                                await store.now()
+                            else:  # nothing waiting to be stored: the stored progress is the leader's own
+                                self._reports.backlog(await conn.fetchval(BACKLOG_SQL))
+            finally:
+                await store.last()
         finally:
             self._set_active(False)  # now, not after the back-off: the lock goes with the connection
             await _close(conn)
@@ -256,7 +265,7 @@ class OutboxRelay:
         return conn
 
     async def _round(self, conn: asyncpg.Connection, events_done: OutboxProgress,
-                     results_done: OutboxProgress) -> int:
+                     results_done: OutboxProgress, store: _ProgressStore) -> int:
         rows = await conn.fetch(_UNPUBLISHED, self._batch, events_done.max_seen, events_done.holes,
                                 results_done.max_seen, results_done.holes)
         snapshot = next(r for r in rows if r["kind"] == "s")
@@ -267,8 +276,7 @@ class OutboxRelay:
         changed = [progress.published([r["seq"] for r in done], len(done) == self._batch, xmin, xmax)
                    for progress, done in ((events_done, events), (results_done, results))]
         if any(changed):
-            await conn.execute(_STORE, events_done.max_seen, events_done.holes,
-                               results_done.max_seen, results_done.holes)
+            store.changed()
         if events or results:
             self._reports.published(len(events), len(results), seconds)
         return max(len(events), len(results))
@@ -341,6 +349,53 @@ async def _attempt(awaitable: Awaitable[Any]) -> Any:
         return await awaitable
     except Exception as error:
         return error
+
+
+#: Longest the stored progress lags behind the relay's own while rows flow (see _ProgressStore).
+STORE_EVERY_S = 0.1
+
+
+class _ProgressStore:
+    """Stores the leader's progress at most every STORE_EVERY_S, not after every round.
+
+    At a light load the relay runs a round per command batch (a few milliseconds apart), and a
+    store after each was a round trip and a row update per round. The relay reads with its own
+    progress, in memory; the stored copy is what a new leader starts from and what the backlog
+    and age figures count — so it now lags by at most STORE_EVERY_S while rows flow: a leader
+    that dies sends those rows again, as it always could between a send and its store (at least
+    once, same ``event_id``). Leaving the relay (a stop, a lost connection) stores what is pending
+    if the connection still works; idle, nothing is pending."""
+
+    def __init__(self, conn: asyncpg.Connection, events: OutboxProgress, results: OutboxProgress,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._conn, self._events, self._results, self._clock = conn, events, results, clock
+        self.pending = False
+        self._stored_at = clock()
+
+    def changed(self) -> None:
+        self.pending = True
+
+    def wait(self, poll_s: float) -> float:
+        """How long the relay may wait for a wake-up: until the pending progress is due, or a poll."""
+        if not self.pending:
+            return poll_s
+        return max(0.0, min(poll_s, STORE_EVERY_S - (self._clock() - self._stored_at)))
+
+    async def if_due(self) -> None:
+        if self.pending and self._clock() - self._stored_at >= STORE_EVERY_S:
+            await self.now()
+
+    async def now(self) -> None:
+        await self._conn.execute(_STORE, self._events.max_seen, self._events.holes,
+                                 self._results.max_seen, self._results.holes)
+        self.pending, self._stored_at = False, self._clock()
+
+    async def last(self) -> None:
+        if self.pending and not self._conn.is_closed():
+            try:
+                await self.now()
+            except Exception as error:  # the connection broke: the next leader sends those rows again
+                log.warning("relay progress not stored on leaving", error=type(error).__name__)
 
 
 async def load_progress(conn: asyncpg.Connection) -> tuple[OutboxProgress, OutboxProgress]:
