@@ -390,10 +390,12 @@ class _ProgressStore:
                                  self._results.max_seen, self._results.holes)
         self.pending, self._stored_at = False, self._clock()
 
-    async def last(self) -> None:
+    async def last(self, timeout_s: float = 2.0) -> None:
+        """Leaving: store what is pending, if the connection answers within ``timeout_s`` (a
+        database that went away unannounced must not hold up a shutdown or a failover)."""
         if self.pending and not self._conn.is_closed():
             try:
-                await self.now()
+                await asyncio.wait_for(self.now(), timeout_s)
             except Exception as error:  # the connection broke: the next leader sends those rows again
                 log.warning("relay progress not stored on leaving", error=type(error).__name__)
 

@@ -3,19 +3,22 @@ when it goes idle or leaves (service/adapters/relay.py, _ProgressStore)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from service.adapters.relay import STORE_EVERY_S, OutboxProgress, _ProgressStore
 
 
 class Conn:
-    def __init__(self, *, broken: bool = False) -> None:
+    def __init__(self, *, broken: bool = False, silent: bool = False) -> None:
         self.stored: list[tuple[Any, ...]] = []
-        self.broken = broken
+        self.broken, self.silent = broken, silent
 
     async def execute(self, sql: str, *args: Any) -> None:
         if self.broken:
             raise ConnectionResetError("gone")
+        if self.silent:  # a database that went away without a word
+            await asyncio.Event().wait()
         self.stored.append(args)
 
     def is_closed(self) -> bool:
@@ -55,3 +58,10 @@ async def test_leaving_on_a_broken_connection_does_not_raise() -> None:
     store.changed()
     await store.last()
     assert store.pending  # not stored: the next leader starts from the older progress and sends again
+
+
+async def test_leaving_does_not_wait_for_a_database_that_does_not_answer() -> None:
+    store = _ProgressStore(Conn(silent=True), OutboxProgress(), OutboxProgress())  # type: ignore[arg-type]
+    store.changed()
+    await asyncio.wait_for(store.last(timeout_s=0.05), 5)
+    assert store.pending
