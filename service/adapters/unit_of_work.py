@@ -169,7 +169,7 @@ class SqlUnitOfWork(BatchChanges):
         """Two statements where the reads one by one take four: the advisory locks with the ticket
         numbers and the users, then — in a statement of its own, so that its snapshot sees what a
         lock holder committed — the ticket rows ``FOR UPDATE`` with the inbox rows."""
-        wanted = sorted({i for i in ticket_ids if i not in self._locked})
+        wanted = self._unlocked(ticket_ids)
         messages, people = list(message_ids), list(set(user_ids))
         driver = await self._driver()
         users: dict[uuid.UUID, DirectoryUser] = {}
@@ -177,21 +177,17 @@ class SqlUnitOfWork(BatchChanges):
             rows = await driver.fetch(_LOCKS_NUMBERS_USERS, [lock_key(i) for i in wanted], max(numbers, 0), people)
             self._locked.update(wanted)
             self._numbers.extend(rows[0]["numbers"])
-            users = {u.user_id: u for u in (user_from_row(r) for r in rows if r["user_id"] is not None)}
+            users = _users_by_id(r for r in rows if r["user_id"] is not None)
         stored: dict[uuid.UUID, StoredResult] = {}
         if wanted or messages:
-            for row in await driver.fetch(_TICKETS_AND_INBOX, wanted, messages):
-                if row["kind"] == "t":
-                    ticket = ticket_from_row(row)
-                    self._tickets[ticket.id] = ticket
-                else:
-                    stored[row["message_id"]] = _stored(row)
-            self._absent.update(i for i in wanted if i not in self._tickets)
+            rows = await driver.fetch(_TICKETS_AND_INBOX, wanted, messages)
+            self._take_tickets(wanted, (row for row in rows if row["kind"] == "t"))
+            stored = {row["message_id"]: _stored(row) for row in rows if row["kind"] == "i"}
         return stored, users
 
     async def lock_tickets(self, ids: Iterable[uuid.UUID]) -> None:
         """Lock the ids (advisory, in id order, existing or not), then load and lock the rows."""
-        wanted = sorted({i for i in ids if i not in self._locked})
+        wanted = self._unlocked(ids)
         if not wanted:
             return
         # A statement's snapshot is taken when it starts, so the rows are read in a second
@@ -199,7 +195,15 @@ class SqlUnitOfWork(BatchChanges):
         driver = await self._driver()
         await driver.execute(_ADVISORY_LOCKS, [lock_key(i) for i in wanted])
         self._locked.update(wanted)
-        for row in await driver.fetch(_LOCK_TICKETS, wanted):
+        self._take_tickets(wanted, await driver.fetch(_LOCK_TICKETS, wanted))
+
+    def _unlocked(self, ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+        """The ids this batch has not locked yet, in lock order."""
+        return sorted({i for i in ids if i not in self._locked})
+
+    def _take_tickets(self, wanted: list[uuid.UUID], rows: Iterable[Any]) -> None:
+        """The locked ids' rows into the identity map; the ids without a row are known absent."""
+        for row in rows:
             ticket = ticket_from_row(row)
             self._tickets[ticket.id] = ticket
         self._absent.update(i for i in wanted if i not in self._tickets)
@@ -220,8 +224,7 @@ class SqlUnitOfWork(BatchChanges):
         wanted = list(set(ids))
         if not wanted:
             return {}
-        rows = await (await self._driver()).fetch(_USERS, wanted)
-        return {u.user_id: u for u in map(user_from_row, rows)}
+        return _users_by_id(await (await self._driver()).fetch(_USERS, wanted))
 
     async def user_by_email(self, email: str) -> DirectoryUser | None:
         stmt = select(t.users).where(t.users.c.email == email.lower()).order_by(t.users.c.active.desc()).limit(1)
@@ -352,6 +355,10 @@ class SqlUnitOfWork(BatchChanges):
                 raise RuntimeError("the unit of work's connection is not in a transaction")
             self._raw = driver
         return self._raw
+
+
+def _users_by_id(rows: Iterable[Any]) -> dict[uuid.UUID, DirectoryUser]:
+    return {u.user_id: u for u in map(user_from_row, rows)}
 
 
 def _stored(row: Any) -> StoredResult:
