@@ -568,6 +568,8 @@ class Run:
                 drain["batches"] = int(n)
                 drain["mean_batch_size"] = round(m["tickets_command_batch_size_sum"] / n, 1)
                 drain["mean_batch_ms"] = round(m["tickets_command_batch_seconds_sum"] / n * 1000, 1)
+            if rounds := m.get("tickets_relay_publish_seconds_count"):  # how the relay's rounds fell
+                drain["relay_rounds"] = int(rounds)
         say(f"{t.name}: drained {len(arrivals)} commands at {drain['commands_per_s']} commands/s "
             f"(CPU {drain['cpu_us_per_command']['system_under_test']} µs/command)")
         return drain
