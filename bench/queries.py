@@ -52,9 +52,11 @@ from service.adapters.explain import index_names, plan
 from service.adapters.read_models import ReadSource, read_pool, reading, search_statement, ticket_page_statement
 from service.app import _asyncpg_dsn as asyncpg_dsn
 from service.app import freeze_startup_heap
+from service.cli import event_loop_runner
 from service.domain.values import Actor, Role
 from service.handlers.queries import answer
 from service.handlers.read_model import PageRequest, TicketFilter
+from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -140,12 +142,19 @@ CROSS JOIN generate_series(1, 3) k
 """
 
 
-#: Every table and index of the data set into the OS page cache (a server with the memory for its
-#: data set has it cached; a freshly seeded one on a shared machine does not).
+#: Every table and index of the data set into PostgreSQL's shared buffers when the database fits in
+#: them, else into the OS page cache (a server with the memory for its data set has it cached; a
+#: freshly seeded one on a shared machine does not — and a VM may hand its page cache back to the
+#: host within minutes, bench/README.md "Queries on the EPYC hosts").
 PREWARM = """
-SELECT sum(pg_prewarm(c.oid::regclass, 'read')) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+SELECT sum(pg_prewarm(c.oid::regclass, CASE WHEN pg_database_size(current_database())
+                                              < pg_size_bytes(current_setting('shared_buffers'))
+                                         THEN 'buffer' ELSE 'read' END))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname IN ('public', 'pg_toast') AND c.relkind IN ('r', 'i', 't') AND pg_relation_size(c.oid) > 0
 """
+#: What the figures depend on besides the code: the server's cache and version.
+SERVER = "SELECT current_setting('shared_buffers') AS shared_buffers, current_setting('server_version') AS version"
 
 
 def md5_uuid(value: str) -> uuid.UUID:
@@ -447,8 +456,8 @@ def _summary(node: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def database_server(scratch: Path) -> Iterator[str]:
-    if url := os.environ.get("TICKETS_BENCH_DATABASE_URL"):
+def database_server(scratch: Path, shared_buffers: str) -> Iterator[str]:
+    if url := os.environ.get("TICKETS_BENCH_DATABASE_URL"):  # its own settings
         yield url
         return
     from service.devstack import EmbeddedPostgres
@@ -456,6 +465,8 @@ def database_server(scratch: Path) -> Iterator[str]:
     server = EmbeddedPostgres(database="postgres")
     server.start(scratch, ephemeral=True)
     try:
+        if shared_buffers:
+            server.configure({"shared_buffers": shared_buffers})
         yield server.url
     finally:
         server.stop()
@@ -526,13 +537,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                               "parameters": {k: v for k, v in vars(args).items() if k != "output"}}
     scratch = Path(tempfile.mkdtemp(prefix="bench-queries-"))
     try:
-        with database_server(scratch) as server_url:
+        with database_server(scratch, args.shared_buffers) as server_url:
             database_url = await seed(server_url, args, report)
             engine = create_async_engine(database_url)
             pool = await read_pool(asyncpg_dsn(database_url), pool_size=1)  # the service's query pool
             try:
+                async with engine.connect() as conn:
+                    report["server"] = dict((await conn.execute(text(SERVER))).one()._mapping)
+                report["server"]["event_loop"] = Settings().event_loop
                 if args.prewarm:
-                    say("prewarming the page cache ...")
+                    say("prewarming the cache ...")
                     async with engine.begin() as conn:
                         await conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_prewarm"))
                         await conn.execute(text(PREWARM))
@@ -589,7 +603,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=400, help="db samples per scenario")
     parser.add_argument("--round-trips", type=int, default=200, help="round trips per scenario (0: skip)")
     parser.add_argument("--prewarm", action="store_true",
-                        help="read every table and index into the OS page cache first (pg_prewarm 'read')")
+                        help="read every table and index into the shared buffers first, or into the OS page "
+                             "cache when the database does not fit in them (pg_prewarm)")
+    parser.add_argument("--shared-buffers", default="6GB",
+                        help="shared_buffers of the embedded PostgreSQL (a quarter of this machine's memory); "
+                             "'' for its default (128MB). A TICKETS_BENCH_DATABASE_URL server keeps its own")
     parser.add_argument("--only", default="", help="run only the scenarios whose name contains this text")
     parser.add_argument("--reuse", action="store_true", help="reuse an already seeded database of the same size")
     parser.add_argument("--keep", action="store_true", help="keep the database on TICKETS_BENCH_DATABASE_URL")
@@ -597,7 +615,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.agents * DEEP_PAGE * 25 > args.tickets:
         parser.error("too few tickets for a page-50 walk of every agent")
-    report = asyncio.run(run(args))
+    # On the event loop the service runs on (uvloop unless TICKETS_EVENT_LOOP says otherwise): the
+    # round trips run the service in this process, and the db figures are its query handler's.
+    report = event_loop_runner(Settings())(run(args))
     print_table(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
