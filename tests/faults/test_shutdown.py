@@ -28,7 +28,7 @@ from tests.support.streams import TopicReader
 from tests.support.waiting import eventually
 from tests.support.workload import check_event_stream, interleaved_commands
 
-from .test_database_outage import _count, _produce, _start, _stop
+from .test_database_outage import _count, _produce
 
 TIMEOUT_S = 6.0
 
@@ -65,7 +65,7 @@ async def test_shutdown_with_the_database_down_is_bounded_and_loses_or_doubles_n
         await _produce(producer, before)
         await eventually(lambda: _count(engine, len(before)), what="first burst handled")
         await engine.dispose()
-        _stop(own_postgres)
+        own_postgres.halt()
         await _produce(producer, during)
         await eventually(lambda: rt.metrics.total(rt.metrics.retries, "command batch") > 0,
                          what="a batch in hand, retrying against the dead database")
@@ -76,7 +76,7 @@ async def test_shutdown_with_the_database_down_is_bounded_and_loses_or_doubles_n
         assert took <= TIMEOUT_S + 1.5, f"shutdown took {took:.1f}s"
         assert rt.stopping and not rt.relay_active and not rt.ready
 
-        _start(own_postgres)
+        own_postgres.resume()
         async with running(settings):
             await eventually(lambda: _count(engine, len(commands)), timeout=90, what="every command handled")
             await eventually(lambda: len({r.value for r in reader.records if r.topic == topics.COMMAND_RESULTS})
