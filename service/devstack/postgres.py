@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -9,6 +10,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +21,34 @@ async def create_database(server_url: str, name: str) -> str:
     """Create database ``name`` on the server of ``server_url`` unless it exists; return its URL."""
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
+
+    async with _server_session(server_url) as conn:
+        found = await conn.scalar(text("select 1 from pg_database where datname = :n"), {"n": name})
+        if found is None:
+            await conn.execute(text(f'create database "{name}"'))
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def _alter_system(server_url: str, settings: dict[str, str]) -> None:
+    from sqlalchemy import text
+
+    async with _server_session(server_url) as conn:
+        for name, value in settings.items():  # ALTER SYSTEM takes no parameters: a quoted literal
+            quoted = value.replace("'", "''")
+            await conn.execute(text(f"ALTER SYSTEM SET {name} = '{quoted}'"))
+
+
+@contextlib.asynccontextmanager
+async def _server_session(server_url: str) -> AsyncIterator[Any]:
+    """A connection outside any transaction (``CREATE DATABASE`` and ``ALTER SYSTEM`` refuse one)."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
     engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
-            found = await conn.scalar(text("select 1 from pg_database where datname = :n"), {"n": name})
-            if found is None:
-                await conn.execute(text(f'create database "{name}"'))
+            yield conn
     finally:
         await engine.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-async def _alter_system(server_url: str, settings: dict[str, str]) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(server_url)
-    conn = await asyncpg.connect(user=url.username, database=url.database, host=url.query.get("host") or url.host,
-                                 port=url.port)
-    try:
-        for name, value in settings.items():
-            await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")  # trusted: the caller's own settings
-    finally:
-        await conn.close()
 
 
 def _forget_dead_handles(pgdata: Path) -> None:
