@@ -1,4 +1,5 @@
-"""Typed events and results → the JSON of ticket_contracts messages, built as plain dicts for speed.
+"""Typed events and results → the JSON of ticket_contracts messages, built as plain dicts for speed;
+query answers (contract models) → their JSON, byte for byte what pydantic writes, faster.
 
 The shapes are those of ``ticket_contracts.events`` / ``results``; tests validate every
 serialised message against the contract models, so the two cannot drift apart unnoticed.
@@ -8,11 +9,14 @@ faster than the standard library on this hot path.
 
 from __future__ import annotations
 
+import typing
 import uuid
 from datetime import datetime
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
+from ticket_contracts.answers import Answer, AnswerBase
 
 from service.domain.events import DomainEvent
 from service.domain.values import Actor, Role
@@ -73,3 +77,55 @@ def result_from_json(text: str) -> Result:
 
 def _uuid(value: str | None) -> uuid.UUID | None:
     return uuid.UUID(value) if value else None
+
+
+def answer_json(answer: AnswerBase) -> bytes:
+    """A query answer's JSON: the bytes ``answer.model_dump_json()`` writes, faster
+    (``bench.answers``: a thread of 200 replies ~0.88 → 0.27 ms, a page of 25 tickets 0.11 → 0.06;
+    bench/README.md, "Answers on the wire").
+
+    orjson walks the answer, each contract model as its fields (``__dict__``: these models have no
+    aliases, serializers, computed fields or extras — :func:`_plain_models` checks that at import),
+    UTC as ``Z`` as pydantic writes it. Anything else orjson cannot write natively (a set or an
+    int beyond 64 bits in a history payload) falls back to pydantic's own
+    serialisation of the whole answer, so the answer is never wrong, only slower."""
+    try:
+        return orjson.dumps(answer, default=_answer_part, option=orjson.OPT_UTC_Z)
+    except TypeError:  # orjson.JSONEncodeError
+        return answer.model_dump_json().encode()
+
+
+def _answer_part(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):  # asyncpg's UUID subclass (plain uuid.UUID is native)
+        return str(value)
+    if type(value) in _ANSWER_MODELS:  # exact types: a subclass's extra fields would be written too
+        return value.__dict__
+    raise TypeError(f"not an answer part: {type(value).__name__}")
+
+
+def _plain_models(root: Any) -> frozenset[type[BaseModel]]:
+    """The contract models reachable from ``root`` (a type hint), each checked to serialise as
+    exactly its fields in order: no aliases, no custom or computed serialisation, no extras."""
+    found: set[type[BaseModel]] = set()
+
+    def walk(hint: Any) -> None:
+        if isinstance(hint, type) and issubclass(hint, BaseModel):
+            if hint in found:
+                return
+            found.add(hint)
+            decorators = hint.__pydantic_decorators__
+            if (hint.model_config.get("extra") != "forbid" or hint.model_computed_fields
+                    or decorators.field_serializers or decorators.model_serializers
+                    or any(f.alias or f.serialization_alias or f.exclude for f in hint.model_fields.values())):
+                raise TypeError(f"{hint.__name__} does not serialise as its fields: answer_json cannot write it")
+            for field in hint.model_fields.values():
+                walk(field.annotation)
+            return
+        for arg in typing.get_args(hint):  # Annotated, unions, list[...], dict[...]
+            walk(arg)
+
+    walk(root)
+    return frozenset(found)
+
+
+_ANSWER_MODELS = _plain_models(Answer)

@@ -27,6 +27,7 @@ from service import tracing
 from service.adapters.message_headers import output_headers
 from service.adapters.read_models import reading
 from service.adapters.retry import retry_transient
+from service.adapters.serialization import answer_json
 from service.domain.errors import DomainError
 from service.handlers.queries import answer
 from service.logging import get_logger
@@ -120,7 +121,7 @@ def query_router(rt: Runtime) -> KafkaRouter:
             headers = output_headers(correlation_id=correlation, causation_id=item.message_id, message_type=out.type,
                                      traceparent=traceparent, tracestate=tracestate)
             sent.append((item, out, await _attempt(rt.broker.publish(
-                out.model_dump_json().encode(), item.reply_to, key=item.record.key, correlation_id=correlation,
+                answer_json(out), item.reply_to, key=item.record.key, correlation_id=correlation,
                 headers=headers, no_confirm=True,
             ))))
         delivered, undelivered = [], []
