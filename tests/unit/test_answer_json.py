@@ -85,6 +85,11 @@ ANSWERS: list[AnswerBase] = [
         event_id=uuid.uuid4(), type="ticket.updated", ticket_version=2, occurred_at=ELSEWHERE,
         actor=Actor(user_id=uuid.uuid4(), role="agent"), internal=False,
         payload={"changes": {"priority": ["normal", "high"], "tags": None, "ratio": 0.5, "n": -3, "ok": True}})]),
+    HistoryAnswer(**envelope("ticket.history"), ticket_id=uuid.uuid4(), entries=[  # as the read model parses them
+        HistoryEntry.model_validate_json(
+            f'{{"event_id": "{uuid.uuid4()}", "type": "ticket.created", "ticket_version": 1, "internal": false,'
+            f' "occurred_at": "{moment}", "actor": {{"user_id": "{uuid.uuid4()}", "role": "agent"}}, "payload": {{}}}}')
+        for moment in ("2026-12-03T10:00:00.5+00:00", "2026-12-03T10:00:00Z", "2026-12-03T10:00:00.123456+05:30")]),
     TimeEntriesAnswer(**envelope("ticket.time_entries"), ticket_id=uuid.uuid4(), total_minutes=45, entries=[
         TimeEntryView(id=pg_uuid(), ticket_id=pg_uuid(), user_id=pg_uuid(), minutes=45, note=None, created_at=NOW)]),
     ErrorAnswer(**envelope("ticket.get"), reason="not_found", message="no such ticket"),
