@@ -179,10 +179,12 @@ def _tree_cpu(root: int) -> float:
 
 
 def _machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot."""
+    """(busy, stolen) CPU seconds of the whole machine since boot: busy is what ran here (user,
+    nice, system, irq, softirq); stolen is the time a virtual machine's vCPUs were ready but the host
+    ran something else (``steal``) — the sign of a contended host, whose figures are not comparable."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values[:8]) - idle) / _TICK, sum(values[:8]) / _TICK
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
+    return (user + nice + system + irq + softirq) / _TICK, steal / _TICK
 
 
 class CpuMeter:
@@ -194,16 +196,18 @@ class CpuMeter:
     @contextlib.contextmanager
     def phase(self, into: dict[str, Any]) -> Iterator[None]:
         start = {k: f() for k, f in self.parts.items()}
-        busy0, _ = _machine_busy()
+        busy0, stolen0 = _machine_busy()
         t0 = time.perf_counter()
         try:
             yield
         finally:
             wall = time.perf_counter() - t0
             used = {k: round(f() - start[k], 2) for k, f in self.parts.items()}
-            busy = _machine_busy()[0] - busy0
+            busy, stolen = _machine_busy()
+            busy, stolen = busy - busy0, stolen - stolen0
             into["cpu_s"] = used | {
                 "machine_busy": round(busy, 2), "everything_else": round(busy - sum(used.values()), 2),
+                "stolen": round(stolen, 2),
                 "wall": round(wall, 2), "cores": os.cpu_count(),
             }
 
@@ -865,17 +869,21 @@ def table(figures: dict[str, Any]) -> str:
         lines.append("!! a system did not answer every command: its figures are not valid; "
                      "see its log in bench/results/")
     lines += ["", f"{'round':<8}{'drain/s service':>16}{'floor':>9}{'ratio':>8}{'p99@200 service':>18}{'floor':>9}"
-                  f"{'ratio':>8}{'other load (cores)':>20}"]
+                  f"{'ratio':>8}{'other load (cores)':>20}{'stolen (cores)':>16}"]
     for i, (a, b) in enumerate(zip(s["rounds"], f["rounds"], strict=True)):
-        busy = [p["cpu_s"]["everything_else"] / p["cpu_s"]["wall"] for x in (a, b) for p in x.values()
-                if isinstance(p, dict) and "cpu_s" in p]
+        phases = [p["cpu_s"] for x in (a, b) for p in x.values() if isinstance(p, dict) and "cpu_s" in p]
+        busy = [c["everything_else"] / c["wall"] for c in phases]
+        stolen = [c.get("stolen", 0.0) / c["wall"] for c in phases]
         lines.append(f"{a['round']:<8}{_fmt(a['drain']['commands_per_s']):>16}{_fmt(b['drain']['commands_per_s']):>9}"
                      f"{_fmt(r['throughput_each_round'][i]):>8}{_fmt(a['latency_200']['p99_ms']):>18}"
                      f"{_fmt(b['latency_200']['p99_ms']):>9}{_fmt(r['p99_at_200_each_round'][i]):>8}"
-                     f"{max(0.0, min(busy)):>13.2f}–{max(0.0, max(busy)):.2f}")
+                     f"{max(0.0, min(busy)):>13.2f}–{max(0.0, max(busy)):.2f}"
+                     f"{min(stolen):>11.2f}–{max(stolen):.2f}")
     load = figures["machine"]["load_average_at_start"]
     lines.append(f"(other load: CPU used by everything but the bench, the system, PostgreSQL and the broker; "
-                 f"{os.cpu_count()} cores; load average at start {load})")
+                 f"stolen: time the host gave this VM's ready vCPUs to others (steal) — a run with more than "
+                 f"a few hundredths is not comparable with a quiet one; {os.cpu_count()} cores; "
+                 f"load average at start {load})")
     return "\n".join(lines)
 
 

@@ -49,6 +49,7 @@ from ticket_contracts import queries as q
 from ticket_contracts.answers import AnswerBase, ErrorAnswer, SearchAnswer, TicketPageAnswer
 from ticket_contracts.envelope import Actor as ContractActor
 
+from bench.commands import _machine_busy
 from service.adapters.explain import index_names, plan
 from service.adapters.read_models import ReadSource, read_pool, reading, search_statement, ticket_page_statement
 from service.app import _asyncpg_dsn as asyncpg_dsn
@@ -368,6 +369,7 @@ async def measure(make: Callable[[], Any], call: Callable[[Any], Awaitable[Answe
     """``count`` timed calls of ``call(make())`` after ``warmup`` untimed ones; ``make`` (building the
     query: its actor, ids and contract model) runs outside the timed part — it is the asker's work."""
     samples, sizes, totals = [], [], []
+    stolen, began = _machine_busy()[1], time.perf_counter()
     for i in range(warmup + count):
         made = make()
         started = time.perf_counter()
@@ -380,7 +382,8 @@ async def measure(make: Callable[[], Any], call: Callable[[Any], Awaitable[Answe
             sizes.append(len(getattr(result, "items", None) or getattr(result, "replies", None) or []))
             if isinstance(result, TicketPageAnswer | SearchAnswer):
                 totals.append((result.total, result.total_exact))
-    figures = stats(samples) | {"mean_items": round(sum(sizes) / len(sizes), 1)}
+    figures = stats(samples) | {"mean_items": round(sum(sizes) / len(sizes), 1),
+                                "stolen_cores": round((_machine_busy()[1] - stolen) / (time.perf_counter() - began), 2)}
     if totals:  # what the answers said about the count: range of totals, share of exact ones
         figures["totals"] = {"min": min(t for t, _ in totals), "max": max(t for t, _ in totals),
                              "exact_share": round(sum(e for _, e in totals) / len(totals), 2)}
@@ -521,15 +524,18 @@ def machine() -> dict[str, Any]:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    print(f"\n{'scenario':<64} {'db p50':>8} {'db p99':>8} {'rt p50':>8} {'rt p99':>8} {'items':>6}  total")
+    print(f"\n{'scenario':<64} {'db p50':>8} {'db p99':>8} {'rt p50':>8} {'rt p99':>8} {'items':>6} {'stolen':>7}"
+          "  total")
     for name, row in report["scenarios"].items():
         db, rt = row["db"], row.get("round_trip") or {}
         totals = db.get("totals")
         total = (f"{totals['min']:,}–{totals['max']:,} ({totals['exact_share']:.0%} exact)" if totals else "")
         print(f"{name:<64} {db['p50_ms']:>8.2f} {db['p99_ms']:>8.2f} {rt.get('p50_ms', float('nan')):>8.2f} "
-              f"{rt.get('p99_ms', float('nan')):>8.2f} {db['mean_items']:>6.0f}  {total}")
+              f"{rt.get('p99_ms', float('nan')):>8.2f} {db['mean_items']:>6.0f} "
+              f"{max(db.get('stolen_cores', 0.0), rt.get('stolen_cores', 0.0)):>7.2f}  {total}")
     print(f"(milliseconds; db target p99 ≤ {TARGET_DB_P99_MS:.0f} ms, ticket.search ≤ {TARGET_SEARCH_DB_P99_MS:.0f} ms; "
-          f"load average "
+          f"stolen: cores the host gave to others while this VM's were ready (steal), the larger of the two "
+          f"phases' — over a few hundredths, not comparable with a quiet run; load average "
           f"{report['load_average']['start']} → {report['load_average']['end']} on {report['machine']['cores']} cores)")
     print("\nplans (EXPLAIN ANALYZE):")
     for name, summary in report["plans"].items():
