@@ -13,18 +13,7 @@ from asyncpg.pgproto.pgproto import UUID as AsyncpgUUID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
-from ticket_contracts.answers import (
-    AnswerBase,
-    ErrorAnswer,
-    HistoryAnswer,
-    HistoryEntry,
-    SearchAnswer,
-    SearchItem,
-    ThreadAnswer,
-    TicketAnswer,
-    TicketPageAnswer,
-    TimeEntriesAnswer,
-)
+from ticket_contracts import answers as a
 from ticket_contracts.attachments import AttachmentView
 from ticket_contracts.envelope import Actor
 from ticket_contracts.views import ReplyView, TicketView, TimeEntryView
@@ -70,34 +59,34 @@ def reply(**changes: Any) -> ReplyView:
                         "email_message_id": "<a@b>", "created_at": NOW, "attachments": []} | changes)
 
 
-ANSWERS: list[AnswerBase] = [
-    TicketAnswer(**envelope("ticket.get"), ticket=TicketView(**ticket_fields(time_spent_minutes=90))),
-    TicketPageAnswer(**envelope("ticket.my"), items=[TicketView(**ticket_fields()) for _ in range(3)],
+ANSWERS: list[a.AnswerBase] = [
+    a.TicketAnswer(**envelope("ticket.get"), ticket=TicketView(**ticket_fields(time_spent_minutes=90))),
+    a.TicketPageAnswer(**envelope("ticket.my"), items=[TicketView(**ticket_fields()) for _ in range(3)],
                      next_cursor="eyJrIjpbMV19", total=10_001, total_exact=False),
-    TicketPageAnswer(**envelope("ticket.list"), items=[], next_cursor=None, total=0),
-    SearchAnswer(**envelope("ticket.search"), next_cursor=None, total=2, items=[
-        SearchItem(**ticket_fields(), rank=0.0607927, snippet="a <mark>printer</mark> … b"),
-        SearchItem(**ticket_fields(), rank=1e-20, snippet="")]),
-    ThreadAnswer(**envelope("ticket.thread"), ticket_id=pg_uuid(), next_cursor="abc", replies=[
+    a.TicketPageAnswer(**envelope("ticket.list"), items=[], next_cursor=None, total=0),
+    a.SearchAnswer(**envelope("ticket.search"), next_cursor=None, total=2, items=[
+        a.SearchItem(**ticket_fields(), rank=0.0607927, snippet="a <mark>printer</mark> … b"),
+        a.SearchItem(**ticket_fields(), rank=1e-20, snippet="")]),
+    a.ThreadAnswer(**envelope("ticket.thread"), ticket_id=pg_uuid(), next_cursor="abc", replies=[
         reply(), reply(internal=True, source="web", email_message_id=None, author_role="customer",
                        attachments=[attachment("https://x/y?z=1&w=2")])]),
-    HistoryAnswer(**envelope("ticket.history"), ticket_id=uuid.uuid4(), entries=[HistoryEntry(
+    a.HistoryAnswer(**envelope("ticket.history"), ticket_id=uuid.uuid4(), entries=[a.HistoryEntry(
         event_id=uuid.uuid4(), type="ticket.updated", ticket_version=2, occurred_at=ELSEWHERE,
         actor=Actor(user_id=uuid.uuid4(), role="agent"), internal=False,
         payload={"changes": {"priority": ["normal", "high"], "tags": None, "ratio": 0.5, "n": -3, "ok": True}})]),
-    HistoryAnswer(**envelope("ticket.history"), ticket_id=uuid.uuid4(), entries=[  # as the read model parses them
-        HistoryEntry.model_validate_json(
+    a.HistoryAnswer(**envelope("ticket.history"), ticket_id=uuid.uuid4(), entries=[  # as the read model parses them
+        a.HistoryEntry.model_validate_json(
             f'{{"event_id": "{uuid.uuid4()}", "type": "ticket.created", "ticket_version": 1, "internal": false,'
             f' "occurred_at": "{moment}", "actor": {{"user_id": "{uuid.uuid4()}", "role": "agent"}}, "payload": {{}}}}')
         for moment in ("2026-12-03T10:00:00.5+00:00", "2026-12-03T10:00:00Z", "2026-12-03T10:00:00.123456+05:30")]),
-    TimeEntriesAnswer(**envelope("ticket.time_entries"), ticket_id=uuid.uuid4(), total_minutes=45, entries=[
+    a.TimeEntriesAnswer(**envelope("ticket.time_entries"), ticket_id=uuid.uuid4(), total_minutes=45, entries=[
         TimeEntryView(id=pg_uuid(), ticket_id=pg_uuid(), user_id=pg_uuid(), minutes=45, note=None, created_at=NOW)]),
-    ErrorAnswer(**envelope("ticket.get"), reason="not_found", message="no such ticket"),
+    a.ErrorAnswer(**envelope("ticket.get"), reason="not_found", message="no such ticket"),
 ]
 
 
 @pytest.mark.parametrize("answer", ANSWERS, ids=lambda a: f"{a.type}")
-def test_every_answer_type_is_written_exactly_as_pydantic_writes_it(answer: AnswerBase) -> None:
+def test_every_answer_type_is_written_exactly_as_pydantic_writes_it(answer: a.AnswerBase) -> None:
     assert answer_json(answer) == answer.model_dump_json().encode()
 
 
@@ -105,7 +94,7 @@ def test_what_orjson_cannot_write_falls_back_to_pydantic() -> None:
     """A history payload holding an integer beyond 64 bits, or a set (neither is ever read back from
     the stored JSON, but the payload's type allows them): the same bytes, pydantic's."""
     for payload in ({"big": 2**70}, {"tags": {"printer"}}):
-        answer = HistoryAnswer(**envelope("ticket.history"), ticket_id=uuid.uuid4(), entries=[HistoryEntry(
+        answer = a.HistoryAnswer(**envelope("ticket.history"), ticket_id=uuid.uuid4(), entries=[a.HistoryEntry(
             event_id=uuid.uuid4(), type="ticket.updated", ticket_version=1, occurred_at=NOW,
             actor=Actor(user_id=uuid.uuid4(), role="admin"), internal=True, payload=payload)])
         assert answer_json(answer) == answer.model_dump_json().encode()
@@ -126,12 +115,12 @@ json_values = st.recursive(
        payload=st.dictionaries(st.text(max_size=8), json_values, max_size=5))
 def test_any_text_moment_number_or_payload_is_written_as_pydantic_writes_it(
         body: str, created_at: datetime, rank: float, payload: dict[str, Any]) -> None:
-    answers: list[AnswerBase] = [
-        ThreadAnswer(**envelope("ticket.thread"), ticket_id=uuid.uuid4(), next_cursor=body,
+    answers: list[a.AnswerBase] = [
+        a.ThreadAnswer(**envelope("ticket.thread"), ticket_id=uuid.uuid4(), next_cursor=body,
                      replies=[reply(body=body, created_at=created_at)]),
-        SearchAnswer(**envelope("ticket.search"), next_cursor=None, total=1, items=[
-            SearchItem(**ticket_fields(title=body, created_at=created_at), rank=rank, snippet=body)]),
-        HistoryAnswer(**envelope("ticket.history"), ticket_id=uuid.uuid4(), entries=[HistoryEntry(
+        a.SearchAnswer(**envelope("ticket.search"), next_cursor=None, total=1, items=[
+            a.SearchItem(**ticket_fields(title=body, created_at=created_at), rank=rank, snippet=body)]),
+        a.HistoryAnswer(**envelope("ticket.history"), ticket_id=uuid.uuid4(), entries=[a.HistoryEntry(
             event_id=uuid.uuid4(), type="ticket.updated", ticket_version=1, occurred_at=created_at,
             actor=Actor(user_id=uuid.uuid4(), role="agent"), internal=False, payload=payload)]),
     ]
@@ -156,7 +145,7 @@ def test_a_model_that_does_not_serialise_as_its_fields_is_refused() -> None:
         model_config = ConfigDict(extra="allow")
 
     for model in (Renamed, Custom, Open):
-        class Carrier(AnswerBase):
+        class Carrier(a.AnswerBase):
             type: Literal["x"] = "x"
             part: list[model]  # type: ignore[valid-type]
 
