@@ -8,8 +8,10 @@ datetimes), as tuples (``fields`` iterates an ``asyncpg.Record`` the same way); 
 tickets). Per answer, the median and the 10th percentile of ``--repeat`` runs (the garbage
 collector on, as in the service), in µs:
 
-* ``fields`` — the views' dicts from the rows (``read_models._view_fields``);
+* ``fields`` — the views' dicts from the rows (as ``read_models`` made them before 2026-12-04);
 * ``views`` — pydantic validating them into contract views (one ``TypeAdapter`` call per page);
+* ``row views`` — what the read model does since: views straight from the rows, no validation
+  (``adapters.row_views``; the same views, tests/unit/test_row_views.py);
 * ``pydantic json`` — ``answer.model_dump_json()``, how answers were written before;
 * ``answer_json`` — what the service writes them with now (``adapters.serialization``).
 
@@ -31,15 +33,19 @@ from typing import Any
 from asyncpg.pgproto.pgproto import UUID as AsyncpgUUID
 from ticket_contracts.answers import AnswerBase, ThreadAnswer, TicketPageAnswer
 
-from service.adapters.read_models import _REPLY_VIEWS, _TICKET_VIEWS, _view_fields
+from pydantic import TypeAdapter
+from ticket_contracts.views import ReplyView, TicketView
+
+from service.adapters.row_views import RowViews
 from service.adapters.serialization import answer_json
 
+COLUMNS = ("fields", "views", "row views", "pydantic json", "answer_json")
 RESULTS = Path(__file__).parent / "results"
 START = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
 
 class Row(tuple[Any, ...]):
-    """Enough of an ``asyncpg.Record`` for ``_view_fields``: ordered values and their names."""
+    """Enough of an ``asyncpg.Record`` for the views: ordered values and their names."""
 
     names: list[str]
 
@@ -81,6 +87,12 @@ TICKET = {
 }
 
 
+def _view_fields(rows: list[Any], attachments: dict[uuid.UUID, list[Any]]) -> list[dict[str, Any]]:
+    """The views' dicts as the read model made them for validation before ``RowViews``."""
+    names = [k for k in rows[0].keys() if not k.startswith("_")]
+    return [dict(zip(names, row, strict=False), attachments=attachments.get(row[0]) or []) for row in rows]
+
+
 def timed(call: Callable[[], Any], repeat: int) -> dict[str, float]:
     samples = []
     for _ in range(repeat):
@@ -91,15 +103,18 @@ def timed(call: Callable[[], Any], repeat: int) -> dict[str, float]:
     return {"p50_us": round(samples[len(samples) // 2] * 1e6, 1), "p10_us": round(samples[len(samples) // 10] * 1e6, 1)}
 
 
-def measure(made: list[Any], adapter: Any, answer: Callable[[list[Any]], AnswerBase],
+def measure(made: list[Any], model: Any, answer: Callable[[list[Any]], AnswerBase],
             repeat: int) -> dict[str, Any]:
+    adapter, row_views = TypeAdapter(list[model]), RowViews(model)
     fields = _view_fields(made, {})
     views = adapter.validate_python(fields)
+    assert row_views.views(made, {}) == views
     out = answer(views)
     assert answer_json(out) == out.model_dump_json().encode()
     return {"items": len(made), "json_bytes": len(answer_json(out)),
             "fields": timed(lambda: _view_fields(made, {}), repeat),
             "views": timed(lambda: adapter.validate_python(fields), repeat),
+            "row views": timed(lambda: row_views.views(made, {}), repeat),
             "pydantic json": timed(out.model_dump_json, repeat),
             "answer_json": timed(lambda: answer_json(out), repeat)}
 
@@ -114,18 +129,18 @@ def main() -> None:
         "started_at": datetime.now(UTC).isoformat(),
         "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version()},
         "answers": {
-            "ticket.thread, 200 replies": measure(rows(REPLY, 200), _REPLY_VIEWS, lambda views: ThreadAnswer(
+            "ticket.thread, 200 replies": measure(rows(REPLY, 200), ReplyView, lambda views: ThreadAnswer(
                 **common, query_type="ticket.thread", ticket_id=uuid.uuid4(), replies=views, next_cursor=None),
                 args.repeat),
-            "ticket.my, page of 25": measure(rows(TICKET, 25), _TICKET_VIEWS, lambda views: TicketPageAnswer(
+            "ticket.my, page of 25": measure(rows(TICKET, 25), TicketView, lambda views: TicketPageAnswer(
                 **common, query_type="ticket.my", items=views, next_cursor="eyJrIjpbXX0", total=40),
                 args.repeat),
         },
     }
-    print(f"{'answer':<28} {'items':>5} {'bytes':>7} " + " ".join(f"{k:>16}" for k in ("fields", "views", "pydantic json", "answer_json")))
+    print(f"{'answer':<28} {'items':>5} {'bytes':>7} " + " ".join(f"{k:>16}" for k in COLUMNS))
     for name, row in report["answers"].items():
         print(f"{name:<28} {row['items']:>5} {row['json_bytes']:>7} "
-              + " ".join(f"{row[k]['p50_us']:>16.1f}" for k in ("fields", "views", "pydantic json", "answer_json")))
+              + " ".join(f"{row[k]['p50_us']:>16.1f}" for k in COLUMNS))
     print("(µs per answer, median; the json also holds the 10th percentiles)")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")

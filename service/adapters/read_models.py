@@ -44,8 +44,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, REGCONFIG, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
-from pydantic import TypeAdapter
 from ticket_contracts.answers import HistoryEntry, SearchItem
+from ticket_contracts.attachments import AttachmentView
 from ticket_contracts.views import ReplyView, TicketView, TimeEntryView
 
 from service.handlers.read_model import SORT_KEYS, PageRequest, SortKey, TicketAccess, TicketFilter, Total
@@ -53,6 +53,7 @@ from service.handlers.read_model import SORT_KEYS, PageRequest, SortKey, TicketA
 from . import tables
 from .core_on_asyncpg import STATEMENTS, Shaped
 from .explain import Explain, limited_input, top_node
+from .row_views import RowViews
 from .rows import attachment_from_row
 
 t, r, te, ev, at = tables.tickets, tables.replies, tables.time_entries, tables.ticket_events, tables.attachments
@@ -206,9 +207,9 @@ class SqlTicketReads:
         have some (``_has_attachments``) only."""
         ids = [row["id"] for row in rows if row[_ATTACHED]]
         found = await self._attachments("ticket_id", ids, staff=staff) if ids else {}
-        return _TICKET_VIEWS.validate_python(_view_fields(rows, found))
+        return _TICKET_VIEWS.views(rows, found)
 
-    async def _attachments(self, owner: str, ids: list[uuid.UUID], *, staff: bool) -> dict[uuid.UUID, list[Any]]:
+    async def _attachments(self, owner: str, ids: list[uuid.UUID], *, staff: bool) -> dict[uuid.UUID, list[AttachmentView]]:
         """Attachment views of the tickets' descriptions (``owner`` "ticket_id") or of the replies
         ("reply_id") ``ids``, grouped by owner, oldest first. A customer never gets an internal
         note's attachment, nor the uri of one that is not scanned clean."""
@@ -222,7 +223,7 @@ class SqlTicketReads:
 
         grouped: dict[uuid.UUID, list[Any]] = {}
         for row in await STATEMENTS.fetch_shaped(self._conn, Shaped(("attachments", owner, staff), build, {"ids": ids})):
-            grouped.setdefault(row[owner], []).append(attachment_from_row(row).view(show_uri=staff))
+            grouped.setdefault(row[owner], []).append(AttachmentView(**attachment_from_row(row).view(show_uri=staff)))
         return grouped
 
     async def search(self, where: TicketFilter, text: str, after: SortKey | None, limit: int, *,
@@ -288,7 +289,7 @@ class SqlTicketReads:
         rows = [row for row in rows if row["id"] is not None]
         ids = [row["id"] for row in rows if row[_ATTACHED]]
         found = await self._attachments("reply_id", ids, staff=internal) if ids else {}
-        return access, _REPLY_VIEWS.validate_python(_view_fields(rows, found))
+        return access, _REPLY_VIEWS.views(rows, found)
 
     async def history(self, ticket_id: uuid.UUID, after_version: int, limit: int) -> list[HistoryEntry]:
         stmt = (select(ev.c.body).where(ev.c.ticket_id == ticket_id, ev.c.ticket_version > after_version)
@@ -311,28 +312,12 @@ def _has_attachments(staff: bool, reply: Any = None) -> ColumnElement[bool]:
     return exists().where(*owner, *([] if staff else [at.c.internal.is_(False)])).label(_ATTACHED)
 
 
-#: A page's views validated in one call (pydantic-core loops over the rows, not Python).
-_TICKET_VIEWS, _REPLY_VIEWS = TypeAdapter(list[TicketView]), TypeAdapter(list[ReplyView])
-
-
-def _view_fields(rows: list[asyncpg.Record], attachments: dict[uuid.UUID, list[Any]]) -> list[dict[str, Any]]:
-    """The views' fields from their rows: without the statements' marker columns, with each row's
-    attachments (a new empty list when it has none: cheaper than pydantic's deep copy of the
-    field's default). The markers are the statements' last columns, so zipping the other names
-    with a row leaves them out (~0.35 µs a row less than copying the record and deleting them)."""
-    if not rows:
-        return []
-    keys = list(rows[0].keys())
-    names = [k for k in keys if k not in _MARKERS]
-    if keys[:len(names)] != names:  # pragma: no cover - a statement with a marker before a field
-        raise AssertionError(f"marker columns must come last: {keys}")
-    if not attachments:
-        return [dict(zip(names, row, strict=False), attachments=[]) for row in rows]
-    return [dict(zip(names, row, strict=False), attachments=attachments.get(row["id"]) or []) for row in rows]
+#: A page's views straight from its rows (:mod:`.row_views`: no validation of our own columns;
+#: the statements' marker columns come last, after the views' fields, and are left out).
+_TICKET_VIEWS, _REPLY_VIEWS = RowViews(TicketView), RowViews(ReplyView)
 
 
 _T_CUSTOMER, _T_DELETED = "_ticket_customer_id", "_ticket_deleted_at"
-_MARKERS = frozenset({_ATTACHED, _COUNTED, _T_CUSTOMER, _T_DELETED})
 
 
 def _count_decision(node: dict[str, Any], cap: int) -> tuple[bool, Total]:

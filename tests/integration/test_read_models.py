@@ -36,6 +36,7 @@ from ticket_contracts.envelope import Actor as ContractActor
 from service.adapters import read_models, tables
 from service.adapters.explain import index_names, plan
 from service.adapters.read_models import reading, ticket_page_statement
+from service.adapters.serialization import answer_json
 from service.adapters.unit_of_work import SqlUnitOfWork
 from service.domain.errors import DomainError
 from service.domain.values import Actor, Role
@@ -87,12 +88,29 @@ async def add_staff(engine: AsyncEngine, role: Role) -> Actor:
 
 
 async def ask(engine: AsyncEngine, actor: Actor, query: q.QueryBase) -> AnswerBase | str:
-    """The answer, or the reason code of the domain error the entrypoint would answer with."""
+    """The answer, or the reason code of the domain error the entrypoint would answer with. Every
+    answer is also checked to be what validation would have made of it (below)."""
     try:
         async with reading(engine) as reads:
-            return await answer(query, actor, reads)
+            result = await answer(query, actor, reads)
     except DomainError as error:
         return error.code
+    assert_as_validated(result)
+    return result
+
+
+def assert_as_validated(result: AnswerBase) -> None:
+    """The read model makes its page and thread views from its rows without validating them
+    (service/adapters/row_views.py): validating the answer again must change nothing — no value of
+    another type (a text where a UUID belongs, a naive moment), no field out of order — and its JSON
+    must be the bytes pydantic writes."""
+    again = type(result).model_validate(result.model_dump())
+    assert again.model_dump() == result.model_dump()
+    assert again == result, [(k, v, again.__dict__[k]) for k, v in result.__dict__.items() if again.__dict__[k] != v]
+    assert answer_json(result) == again.model_dump_json().encode() == result.model_dump_json().encode()
+    for view in [*getattr(result, "items", ()), *getattr(result, "replies", ())]:
+        assert list(view.__dict__) == list(type(view).model_fields)
+        assert type(view).model_validate(view.model_dump(), strict=True) == view
 
 
 def query(actor: Actor, kind: type[q.QueryBase], **payload: Any) -> q.QueryBase:
