@@ -50,6 +50,7 @@ from ticket_contracts.answers import AnswerBase, ErrorAnswer, SearchAnswer, Tick
 from ticket_contracts.envelope import Actor as ContractActor
 
 from bench.commands import _machine_busy
+from service.adapters.count_decisions import CountDecisions
 from service.adapters.explain import index_names, plan
 from service.adapters.read_models import ReadSource, read_pool, reading, search_statement, ticket_page_statement
 from service.app import _asyncpg_dsn as asyncpg_dsn
@@ -336,8 +337,12 @@ async def search_words(engine: AsyncEngine, customers: int) -> SearchWords:
     return SearchWords(common, rare, rare_of, phrases)
 
 
+#: As the service keeps them (one per process): first pages reuse a filter's recent count decision.
+DECISIONS = CountDecisions()
+
+
 async def ask(source: ReadSource, actor: Actor, query: q.QueryBase) -> AnswerBase:
-    async with reading(source) as reads:
+    async with reading(source, decisions=DECISIONS) as reads:
         return await answer(query, actor, reads)
 
 

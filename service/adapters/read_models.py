@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
@@ -52,6 +52,7 @@ from service.handlers.read_model import SORT_KEYS, PageRequest, SortKey, TicketA
 
 from . import tables
 from .core_on_asyncpg import STATEMENTS, Shaped
+from .count_decisions import CountDecisions, decision_key
 from .explain import Explain, limited_input, top_node
 from .row_views import RowViews
 from .rows import attachment_from_row
@@ -114,8 +115,11 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 @asynccontextmanager
-async def reading(source: ReadSource, search_config: str = DEFAULT_SEARCH_CONFIG) -> AsyncIterator[SqlTicketReads]:
-    """A read model on one pooled connection (of :func:`read_pool`, in the service).
+async def reading(source: ReadSource, search_config: str = DEFAULT_SEARCH_CONFIG,
+                  decisions: CountDecisions | None = None) -> AsyncIterator[SqlTicketReads]:
+    """A read model on one pooled connection (of :func:`read_pool`, in the service); with
+    ``decisions``, first pages reuse recent count decisions (:mod:`.count_decisions`; the service
+    keeps one per process), else every first page EXPLAINs its count.
 
     It never begins a transaction to end (a search's own ends with it); a connection that broke
     meanwhile never goes back to its pool, and the error says so (``ConnectionDoesNotExistError``,
@@ -123,13 +127,13 @@ async def reading(source: ReadSource, search_config: str = DEFAULT_SEARCH_CONFIG
     if isinstance(source, asyncpg.Pool):
         async with source.acquire() as driver:  # a broken connection is closed on release, not pooled
             async with _lost_is_transient(driver):
-                yield SqlTicketReads(driver, search_config)
+                yield SqlTicketReads(driver, search_config, decisions)
         return
     async with source.connect() as conn:
         raw: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection  # type: ignore[assignment]
         try:
             async with _lost_is_transient(raw):
-                yield SqlTicketReads(raw, search_config)
+                yield SqlTicketReads(raw, search_config, decisions)
         except asyncpg.ConnectionDoesNotExistError:
             await conn.invalidate()  # SQLAlchemy's pool must not hand it out again
             raise
@@ -167,9 +171,11 @@ async def check_search_config(engine: AsyncEngine, config: str) -> None:
 
 
 class SqlTicketReads:
-    def __init__(self, conn: asyncpg.Connection, search_config: str = DEFAULT_SEARCH_CONFIG) -> None:
+    def __init__(self, conn: asyncpg.Connection, search_config: str = DEFAULT_SEARCH_CONFIG,
+                 decisions: CountDecisions | None = None) -> None:
         self._conn = conn
         self._search_config = search_config
+        self._decisions = decisions
 
     async def ticket(self, ticket_id: uuid.UUID, *, staff: bool) -> TicketView | None:
         rows = await STATEMENTS.fetch_shaped(self._conn, Shaped(
@@ -188,13 +194,22 @@ class SqlTicketReads:
            cap, the estimate is the total (``exact=False``) and the page is read alone.
         3. Otherwise the count is a column of the page's statement. At most ``cap``: the exact total.
            More: the larger of the estimate and ``cap + 1``, ``exact=False``.
+
+        Step 1's decision (never the total) is reused for the same filter from ``decisions`` while
+        it is recent (:mod:`.count_decisions`): then the first page is one statement.
         """
         statements = PageStatements(where, page, staff=staff, count_cap=count_cap or 0)
         if count_cap is None:
             rows = await STATEMENTS.fetch_shaped(self._conn, statements.page())
             return await self._with_attachments(rows, staff=staff), None
-        cheap, estimate = _count_decision(
-            top_node(await STATEMENTS.scalar_shaped(self._conn, statements.count_plan())), count_cap)
+        key = statements.decision_key()
+        kept = self._decisions.get(key) if self._decisions is not None else None
+        if kept is None:
+            kept = _count_decision(top_node(await STATEMENTS.scalar_shaped(self._conn, statements.count_plan())),
+                                   count_cap)
+            if self._decisions is not None:
+                self._decisions.put(key, *kept)
+        cheap, estimate = kept
         if not cheap:  # too dear to count
             rows, total = await STATEMENTS.fetch_shaped(self._conn, statements.page()), estimate
         else:
@@ -433,6 +448,10 @@ class PageStatements:
         """EXPLAIN of the capped count (planned, never run)."""
         return Shaped(("count plan", self._filters), lambda: Explain(_capped_count(self._where, self._cap)),
                       self._values | {"cap": self._cap + 1})
+
+    def decision_key(self) -> Hashable:
+        """What :meth:`count_plan`'s decision depends on: the filter's shape, values and the cap."""
+        return decision_key(("count plan", self._filters), self._values, self._cap)
 
     def counted_page(self) -> Shaped:
         """The page with the capped count as a column (one statement, one snapshot)."""

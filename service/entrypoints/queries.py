@@ -24,6 +24,7 @@ from ticket_contracts.answers import AnswerBase, ErrorAnswer
 from ticket_contracts.queries import Query
 
 from service import tracing
+from service.adapters.count_decisions import CountDecisions
 from service.adapters.message_headers import output_headers
 from service.adapters.read_models import reading
 from service.adapters.retry import retry_transient
@@ -84,6 +85,8 @@ def query_router(rt: Runtime) -> KafkaRouter:
         traces[item.message_id] = tracing.carrier(span) if span.get_span_context().is_valid else (None, None)
         return out
 
+    #: First pages' recent count decisions (service.adapters.count_decisions), for this process.
+    count_decisions = CountDecisions()
     #: This batch's trace context per query (batches of one subscriber run one at a time).
     traces: dict[Any, tuple[str | None, str | None]] = {}
 
@@ -96,7 +99,7 @@ def query_router(rt: Runtime) -> KafkaRouter:
         async def attempt() -> AnswerBase:
             assert rt.read_pool is not None
             # The query pool has no overflow: a batch's queries beyond its size wait for a connection.
-            async with reading(rt.read_pool, s.search_text_config) as reads:
+            async with reading(rt.read_pool, s.search_text_config, count_decisions) as reads:
                 return await answer(query, actor, reads)
 
         try:

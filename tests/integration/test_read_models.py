@@ -34,6 +34,7 @@ from ticket_contracts.answers import (
 from ticket_contracts.envelope import Actor as ContractActor
 
 from service.adapters import read_models, tables
+from service.adapters.count_decisions import CountDecisions
 from service.adapters.explain import index_names, plan
 from service.adapters.read_models import reading, ticket_page_statement
 from service.adapters.serialization import answer_json
@@ -462,6 +463,29 @@ async def test_an_expensive_count_is_not_run_the_estimate_is_the_answer(
         total = await _count(reads, TicketFilter(customer_id=shelf.customer.customer_id), cap=10)
 
     assert total.exact is False and total.value >= 1  # the planner's estimate: never zero rows
+
+
+async def test_a_first_page_asked_again_reuses_its_count_decision_not_its_total(engine: AsyncEngine) -> None:
+    now = [0.0]
+    decisions = CountDecisions(ttl_s=30.0, clock=lambda: now[0])
+    me, other = customer(), customer()
+    await run(engine, me, *(create(uuid.uuid4()) for _ in range(3)))
+    await run(engine, other, create(uuid.uuid4()))
+
+    async def first_page(actor: Actor) -> tuple[Total, list[str]]:
+        statements: list[str] = []
+        async with reading(engine, decisions=decisions) as reads:
+            reads._conn.add_query_logger(lambda record: statements.append(record.query))
+            total = await _count(reads, TicketFilter(customer_id=actor.customer_id), cap=10)
+        return total, [sql.split()[0] for sql in statements]
+
+    assert await first_page(me) == (Total(3, True), ["EXPLAIN", "SELECT"])
+    await run(engine, me, create(uuid.uuid4()))
+    assert await first_page(me) == (Total(4, True), ["SELECT"])  # decided already; counted afresh
+    assert await first_page(other) == (Total(1, True), ["EXPLAIN", "SELECT"])  # its own filter
+    now[0] = 30.0
+    assert await first_page(me) == (Total(4, True), ["EXPLAIN", "SELECT"])  # decided again once stale
+    assert len(decisions) == 2
 
 
 async def test_the_first_page_counts_and_later_pages_carry_the_total(engine: AsyncEngine) -> None:
