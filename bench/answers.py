@@ -45,15 +45,14 @@ START = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
 
 class Row(tuple[Any, ...]):
-    """Enough of an ``asyncpg.Record`` for the views: ordered values and their names."""
+    """Enough of an ``asyncpg.Record`` for the views: values by position (in C, as a record's are)
+    and their names."""
 
     names: list[str]
 
     def keys(self) -> list[str]:
         return self.names
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
-        return super().__getitem__(self.names.index(key) if isinstance(key, str) else key)
 
 
 def rows(fields: dict[str, Callable[[int], Any]], count: int) -> list[Any]:

@@ -115,14 +115,27 @@ def test_a_value_the_contract_does_not_know_is_refused() -> None:
         RowViews(ReplyView).views([row(a_reply(author_role="robot"))], {})
 
 
-def test_a_missing_column_or_a_marker_among_the_fields_is_refused() -> None:
+def test_a_missing_column_or_a_field_twice_is_refused() -> None:
     missing = a_reply()
     del missing["body"]
     with pytest.raises(ValueError, match="do not make its fields"):
         RowViews(ReplyView).views([row(missing)], {})
-    marker_first = {"_attached": False} | a_reply()
+    twice = Row([*a_reply().values(), "again"])
+    twice.names = (*a_reply(), "body")
     with pytest.raises(ValueError, match="do not make its fields"):
-        RowViews(ReplyView).views([row(marker_first)], {})
+        RowViews(ReplyView).views([twice], {})
+
+
+def test_marker_columns_anywhere_are_left_out() -> None:
+    reply = a_reply()
+    marked = row({"_attached": False} | reply | {"_counted": 1})
+    assert RowViews(ReplyView).views([marked], {}) == [ReplyView.model_validate(reply)]
+
+
+def test_each_view_gets_a_list_of_its_own() -> None:
+    views = RowViews(ReplyView).views([row(a_reply()), row(a_reply())], {})
+    assert views[0].attachments == views[1].attachments == []
+    assert views[0].attachments is not views[1].attachments
 
 
 def test_a_model_that_validates_or_has_other_field_types_is_refused() -> None:
