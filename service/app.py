@@ -136,6 +136,7 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
             relay, producer = await start_relay(settings, security, relay_reports, rt.reply_topics,
                                                 tracer_provider=provider, may_lead=lambda: not rt.stopping)
             producers.append(producer)
+            rt.outbox_handoff = relay
             tasks.append(asyncio.create_task(relay.run(), name="relay"))
         consumers = {sub.consumer._group_id: sub.consumer for sub in broker.subscribers  # type: ignore[attr-defined]
                      if getattr(sub, "consumer", None) is not None}

@@ -30,6 +30,9 @@ class Runtime:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     ready: bool = False
     relay_active: bool = False
+    #: This process's relay, when it runs here (not in a process of its own): committed batches hand
+    #: it their outbox rows while it leads (service.adapters.unit_of_work.OutboxHandoff).
+    outbox_handoff: Any = None
     #: Set when shutdown begins: readiness goes, the relay is released and never taken again.
     stopping: bool = False
     tracer_provider: TracerProvider = field(default_factory=NoOpTracerProvider)

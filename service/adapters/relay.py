@@ -133,6 +133,14 @@ class OutboxProgress:
     def holes(self) -> list[int]:
         return sorted(self._holes)
 
+    @property
+    def holes_pending(self) -> bool:
+        return bool(self._holes)
+
+    def continued_to(self, last: int) -> None:
+        """Rows up to ``last``, exactly those after ``max_seen``, are published (:func:`continued`)."""
+        self.max_seen = max(self.max_seen, last)
+
     def published(self, seqs: list[int], full: bool, xmin: int, xmax: int) -> bool:
         """A round's rows (``seqs`` ascending, read with this progress, ``full`` saying the LIMIT was
         reached) are published; ``xmin``/``xmax`` are its read's snapshot. Returns whether the
@@ -154,6 +162,20 @@ class OutboxProgress:
             if seen <= xmin and hole < covered:
                 del self._holes[hole]
         return bool(seqs) or len(self._holes) != holes_before
+
+
+def continued(progress: OutboxProgress, rows: list[Any]) -> list[Any] | None:
+    """Of rows handed over by the transactions that committed them (``seq`` ascending), those this
+    progress has not published, if publishing them now keeps the outbox's order: they must be
+    exactly the seqs after ``max_seen`` (none in between, which another transaction may still hold
+    or may have committed unread) and nothing may be a hole (an older row that could still come).
+    None: the relay reads instead."""
+    if progress.holes_pending:
+        return None
+    fresh = rows[bisect.bisect_right([r["seq"] for r in rows], progress.max_seen):]
+    if fresh and (fresh[0]["seq"] != progress.max_seen + 1 or fresh[-1]["seq"] - progress.max_seen != len(fresh)):
+        return None
+    return fresh
 
 
 class RelayReports(Protocol):
@@ -207,7 +229,29 @@ class OutboxRelay:
         self._poll = poll_interval_s
         self._retry_max = retry_max_s
         self._wake = asyncio.Event()
+        #: A NOTIFY came (or the poll is due) since the last read: the next round reads.
+        self._notified = True
+        #: What this process's committed batches handed over since the last round: [(events, results)].
+        self._handed: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
         self.active = False
+
+    @property
+    def leading(self) -> bool:
+        """Whether this relay leads now (:class:`.unit_of_work.OutboxHandoff`)."""
+        return self.active
+
+    def hand_off(self, events: list[dict[str, Any]], results: list[dict[str, Any]]) -> bool:
+        """A committed batch's outbox rows (``seq`` order, as ``_UNPUBLISHED`` returns them), from a
+        unit of work of this process that sent no NOTIFY for them. Published by the next round
+        without reading them back if that keeps the order (:func:`continued`), else read. False: this
+        relay no longer leads (the unit of work then notifies whoever does). Taken while leading,
+        they are published unless the lead is lost first — and then the next leader, which can only
+        lock after this one's session ends, reads them in its first round."""
+        if not self.active:
+            return False
+        self._handed.append((events, results))
+        self._wake.set()
+        return True
 
     async def run(self) -> None:
         """Forever: become the relay when possible, relay until the connection breaks."""
@@ -233,27 +277,67 @@ class OutboxRelay:
                 await asyncio.sleep(self._poll * 2)
             self._set_active(True)
             log.info("this instance now relays the outbox")
-            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._notified_now())
             events, results = await load_progress(conn)
             store = _ProgressStore(conn, events, results)
+            self._notified, self._handed = True, []
             try:
                 while True:
                     self._wake.clear()
-                    full = await self._round(conn, events, results, store) >= self._batch
+                    handed, self._handed = self._handed, []
+                    if self._notified or not handed or not await self._publish_handed(handed, events, results, store):
+                        self._notified = False
+                        full = await self._round(conn, events, results, store) >= self._batch
+                        self._notified = self._notified or full  # a NOTIFY meanwhile, or a full round: read on
+                    else:
+                        full = False
                     await store.if_due()
                     if not full:
-                        try:
-                            await asyncio.wait_for(self._wake.wait(), store.wait(self._poll))
-                        except TimeoutError:
-                            if store.pending:
-                                await store.now()
-                            else:  # nothing waiting to be stored: the stored progress is the leader's own
-                                self._reports.backlog(await conn.fetchval(BACKLOG_SQL))
+                        await self._wait(conn, store)
             finally:
                 await store.last()
         finally:
             self._set_active(False)  # now, not after the back-off: the lock goes with the connection
             await _close(conn)
+
+    async def _wait(self, conn: asyncpg.Connection, store: _ProgressStore) -> None:
+        """Until a NOTIFY or a hand-off, storing the progress when it is due; at most the poll
+        interval (then the next round reads: the polling fallback)."""
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), store.wait(self._poll))
+                return
+            except TimeoutError:
+                if store.pending:
+                    await store.now()  # then wait on: a store is no reason to read
+                    continue
+                self._notified = True  # the poll
+                # nothing waiting to be stored: the stored progress is the leader's own
+                self._reports.backlog(await conn.fetchval(BACKLOG_SQL))
+                return
+
+    def _notified_now(self) -> None:
+        self._notified = True
+        self._wake.set()
+
+    async def _publish_handed(self, handed: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+                              events_done: OutboxProgress, results_done: OutboxProgress,
+                              store: _ProgressStore) -> bool:
+        """Publish what committed batches handed over, if that keeps each outbox's order; False:
+        read instead (the rows are committed, so the read returns them)."""
+        events = continued(events_done, sorted((r for es, _ in handed for r in es), key=_by_seq))
+        results = continued(results_done, sorted((r for _, rs in handed for r in rs), key=_by_seq))
+        if events is None or results is None:
+            return False
+        if events or results:
+            seconds = await self._publish_round(events, results)
+            if events:
+                events_done.continued_to(events[-1]["seq"])
+            if results:
+                results_done.continued_to(results[-1]["seq"])
+            store.changed()
+            self._reports.published(len(events), len(results), seconds)
+        return True
 
     async def connect(self) -> asyncpg.Connection:
         """The relay's session. Its commits (storing its progress) are asynchronous: PostgreSQL
@@ -328,6 +412,10 @@ class OutboxRelay:
     def _set_active(self, active: bool) -> None:
         self.active = active
         self._reports.active(active)
+
+
+def _by_seq(row: Any) -> int:
+    return row["seq"]  # type: ignore[no-any-return]
 
 
 def _key(key: Any) -> bytes | None:

@@ -4,7 +4,8 @@ It implements :class:`service.handlers.unit_of_work.UnitOfWork`. Reads happen up
 batch's ticket ids, look up the inbox, users, ticket numbers); the handlers then work on the
 in-memory aggregates; ``commit`` serialises the typed events and results and writes every change,
 every event (history = outbox), every inbox row with its result in a few statements and notifies
-the relay. Nothing is visible to anyone until the single COMMIT. A constraint the database
+the relay — or, when this process's relay leads, hands it those rows once committed
+(:class:`OutboxHandoff`). Nothing is visible to anyone until the single COMMIT. A constraint the database
 enforces surfaces as :class:`~service.handlers.unit_of_work.ConstraintViolation`.
 
 The hot path — the locks and reads every batch makes and its ticket writes — runs straight on the
@@ -24,7 +25,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import asyncpg
 from sqlalchemy import Column, Table, any_, bindparam, func, insert, select, update
@@ -54,6 +55,19 @@ from .rows import (
 from .serialization import result_from_json
 
 NOTIFY_CHANNEL = "tickets_outbox"
+
+
+class OutboxHandoff(Protocol):
+    """This process's outbox relay (:class:`.relay.OutboxRelay`) as a unit of work sees it: while it
+    ``leading``, a committed batch's outbox rows are handed to it (``seq`` order, as the relay
+    reads them) instead of a NOTIFY that makes it read them back."""
+
+    @property
+    def leading(self) -> bool: ...
+
+    def hand_off(self, events: list[dict[str, Any]], results: list[dict[str, Any]]) -> bool:
+        """False: no longer leading (the rows are not taken)."""
+        ...
 _ids = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
 _texts = bindparam("texts", type_=ARRAY(t.Text()))
 
@@ -141,9 +155,10 @@ def lock_key(ticket_id: uuid.UUID) -> int:
 class SqlUnitOfWork(BatchChanges):
     """Opened with ``async with``; rolls back unless :meth:`commit` ran."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, handoff: OutboxHandoff | None = None) -> None:
         super().__init__()
         self._engine = engine
+        self._handoff = handoff
         self.conn: AsyncConnection
         self._tx: AsyncTransaction | None = None
         self._locked: set[uuid.UUID] = set()
@@ -299,13 +314,18 @@ class SqlUnitOfWork(BatchChanges):
                 await driver.execute(_INSERT_TICKETS, *_ticket_arrays(rows.new_tickets))
             if rows.changed_tickets:
                 await driver.execute(_UPDATE_TICKETS, *_ticket_arrays(rows.changed_tickets))
+            outbox = bool(rows.events or rows.inbox)
+            # Handed to this process's relay after the commit, when it leads and nothing rewrites
+            # the rows before then (a redaction scrubs what the batch wrote): no NOTIFY, no read back.
+            handoff = self._handoff if outbox and not rows.redactions and self._handoff is not None \
+                and self._handoff.leading else None
             # One round trip for the bulk of the batch: replies, time entries, history, inbox, NOTIFY.
-            await _insert_all(driver, [
+            seqs = await _insert_all(driver, [
                 (t.replies, [reply_to_row(r) for r in rows.replies]),
                 (t.time_entries, [time_entry_to_row(e) for e in rows.time_entries]),
                 (t.ticket_events, rows.events),
                 (t.processed_commands, rows.inbox),
-            ], notify=bool(rows.events or rows.inbox))
+            ], notify=outbox and handoff is None, returning=handoff is not None)
             if rows.attachments:  # after the replies they belong to
                 await c.execute(insert(t.attachments), [attachment_to_row(a) for a in rows.attachments])
             if rows.scans:
@@ -321,6 +341,14 @@ class SqlUnitOfWork(BatchChanges):
             raise ConstraintViolation(type(refused.orig).__name__) from refused
         except asyncpg.IntegrityConstraintViolationError as refused:  # from the statements run on asyncpg
             raise ConstraintViolation(type(refused).__name__) from refused
+        if handoff is not None and not handoff.hand_off(*_handed(rows.events, rows.inbox, seqs)):
+            # The relay stopped leading between the insert and now: wake whichever instance leads.
+            await (await self._driver_after_commit()).execute(_NOTIFY)
+
+    async def _driver_after_commit(self) -> asyncpg.Connection:
+        """The same connection once the transaction has ended: a statement on it autocommits."""
+        fairy = await self.conn.get_raw_connection()
+        return fairy.driver_connection  # type: ignore[no-any-return]
 
     async def _driver(self) -> asyncpg.Connection:
         """The asyncpg connection under this unit of work's transaction, for the hot-path statements.
@@ -380,34 +408,70 @@ def array_literal(values: Iterable[Any]) -> str:
 
 
 async def _insert_all(driver: asyncpg.Connection, inserts: list[tuple[Table, list[dict[str, Any]]]], *,
-                      notify: bool) -> None:
+                      notify: bool, returning: bool = False) -> dict[Any, int]:
     """Every row of every table in ONE statement: a data-modifying CTE per table, each
     ``INSERT … SELECT * FROM unnest($1::type[], …)`` (one array parameter per column), and the
     relay's NOTIFY as the final SELECT. One plan, one round trip, one firing of each statement
     trigger, whatever the number of rows. Constraints (unique keys, foreign keys) are checked at
-    the end of the statement, so the order of the tables does not matter."""
+    the end of the statement, so the order of the tables does not matter.
+
+    ``returning``: the final SELECT returns the outbox rows' ``seq``s instead, as
+    ``{event_id or message_id: seq}`` (for the relay's hand-off)."""
     present = [(table, rows) for table, rows in inserts if rows]
     if not present and not notify:
-        return
-    shape = tuple((table.name, tuple(rows[0])) for table, rows in present) + ((("notify",),) if notify else ())
+        return {}
+    shape = tuple((table.name, tuple(rows[0])) for table, rows in present) + ((("notify",),) if notify else ()) \
+        + ((("returning",),) if returning else ())
     sql = _STATEMENTS.get(shape)
     if sql is None:
-        sql = _STATEMENTS[shape] = _combined_insert([(table, tuple(rows[0])) for table, rows in present], notify)
+        sql = _STATEMENTS[shape] = _combined_insert([(table, tuple(rows[0])) for table, rows in present], notify,
+                                                    returning)
     arrays = [[row[name] for row in rows] for _, rows in present for name in rows[0]]
-    await driver.execute(sql, *arrays)
+    if not returning:
+        await driver.execute(sql, *arrays)
+        return {}
+    return {row[0]: row[1] for row in await driver.fetch(sql, *arrays)}
 
 
-def _combined_insert(tables: list[tuple[Table, tuple[str, ...]]], notify: bool) -> str:
-    ctes, number = [], 0
+_NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')"
+#: The outbox tables' key per row, returned with its ``seq`` for the relay's hand-off.
+_OUTBOX_KEYS = {t.ticket_events.name: "event_id", t.processed_commands.name: "message_id"}
+
+
+def _combined_insert(tables: list[tuple[Table, tuple[str, ...]]], notify: bool, returning: bool = False) -> str:
+    ctes, number, outboxes = [], 0, []
     for table, columns in tables:
         arrays = []
         for name in columns:
             number += 1
             arrays.append(_array_param(number, table.c[name]))
+        back = ""
+        if returning and table.name in _OUTBOX_KEYS:
+            back = f" RETURNING {_OUTBOX_KEYS[table.name]} AS key, seq"
+            outboxes.append(f"SELECT key, seq FROM {table.name}_rows")
         ctes.append(f"{table.name}_rows AS (INSERT INTO {table.name} ({', '.join(columns)}) "
-                    f"SELECT * FROM unnest({', '.join(arrays)}))")
-    final = f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')" if notify else "SELECT 1"
+                    f"SELECT * FROM unnest({', '.join(arrays)}){back})")
+    if outboxes:
+        final = " UNION ALL ".join(outboxes)
+    else:
+        final = _NOTIFY if notify else "SELECT 1"
     return (f"WITH {', '.join(ctes)} " if ctes else "") + final
+
+
+def _handed(events: list[dict[str, Any]], inbox: list[dict[str, Any]],
+            seqs: dict[Any, int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The batch's outbox rows as the relay reads them (``seq`` order; a result's JSON as ``body``)."""
+    def row(seq: int, values: dict[str, Any], body: str, reply_to: str | None) -> dict[str, Any]:
+        return {"seq": seq, "ticket_id": values["ticket_id"], "body": body, "reply_to": reply_to,
+                "traceparent": values.get("traceparent"), "tracestate": values.get("tracestate")}
+
+    handed_events = sorted((row(seqs[e["event_id"]], e, e["body"], None) for e in events), key=_by_seq)
+    handed_results = sorted((row(seqs[r["message_id"]], r, r["result"], r["reply_to"]) for r in inbox), key=_by_seq)
+    return handed_events, handed_results
+
+
+def _by_seq(row: dict[str, Any]) -> int:
+    return row["seq"]  # type: ignore[no-any-return]
 
 
 _STATEMENTS: dict[tuple[Any, ...], str] = {}

@@ -80,7 +80,7 @@ def message_bus(rt: Runtime) -> MessageBus:
                                maximum=s.retry_max_backoff_s,
                                on_retry=lambda e: rt.metrics.count(rt.metrics.retries, "command batch"))
 
-    return MessageBus(lambda: SqlUnitOfWork(rt.engine), retry, limits(s))
+    return MessageBus(lambda: SqlUnitOfWork(rt.engine, rt.outbox_handoff), retry, limits(s))
 
 
 def limits(s: Settings) -> Limits:

@@ -223,6 +223,69 @@ async def test_publishes_history_in_version_order_and_results_to_both_topics_the
     assert await counts(engine) == stored  # marked, never deleted
 
 
+# ---- the hand-off from this process's committed batches ---------------------------------------
+def _count_reads(relay: OutboxRelay) -> list[int]:
+    """Every read round the relay makes from now on (one entry per round)."""
+    reads: list[int] = []
+    read = relay._round
+
+    async def counted(*args: Any) -> int:
+        reads.append(1)
+        return await read(*args)
+
+    relay._round = counted  # type: ignore[method-assign]
+    return reads
+
+
+async def test_a_leading_relay_publishes_what_this_process_committed_without_reading_it_back(
+    engine: AsyncEngine, broker: AIOKafkaProducer, reader: TopicReader,
+) -> None:
+    before = new_id()
+    await _handle(engine, _create(before))
+    async with relaying(engine, Publish(broker), poll=30) as r:  # no poll during the test
+        await reader.wait_for(before, 1, topic=topics.EVENTS)  # its first round has read this
+        reads = _count_reads(r.relay)
+        ticket, agent = new_id(), staff()
+        batches = [[_create(ticket)],
+                   [AddReply(actor=agent, payload={"ticket_id": ticket, "reply_id": uuid.uuid4(), "body": "Hi"}),
+                    UpdateTicket(actor=agent, payload={"ticket_id": ticket, "title": "Renamed"})],
+                   [ChangeStatus(actor=agent, payload={"ticket_id": ticket, "status": "in_progress"})]]
+        for batch in batches:
+            outcomes = await handle_batch([incoming(c) for c in batch], SqlUnitOfWork(engine, r.relay))
+            assert all(o.status == "accepted" for o in outcomes)
+        history = await _history(engine, ticket)
+        published = await reader.wait_for(ticket, len(history), topic=topics.EVENTS, timeout=10)
+        results = await reader.wait_for(ticket, 4, topic=topics.COMMAND_RESULTS, timeout=10)
+        await eventually(lambda: _all_published(engine), what="the progress stored")
+        assert reads == []  # no NOTIFY, no read: the rows came from the committing batches
+    assert [e["event_id"] for e in published] == [str(row.event_id) for row in history]
+    assert [e["ticket_version"] for e in published] == list(range(1, len(history) + 1))
+    assert len(history) >= 4 and len(results) == 4
+
+
+class _LostLead:
+    """A relay that led when the batch wrote its rows and no longer does once it has committed."""
+
+    leading = True
+
+    def hand_off(self, events: list[dict[str, Any]], results: list[dict[str, Any]]) -> bool:
+        return False
+
+
+async def test_a_hand_off_refused_after_the_commit_notifies_whichever_relay_leads(
+    engine: AsyncEngine, broker: AIOKafkaProducer, reader: TopicReader,
+) -> None:
+    before = new_id()
+    await _handle(engine, _create(before))
+    async with relaying(engine, Publish(broker), poll=30) as r:  # only a NOTIFY wakes it in time
+        await reader.wait_for(before, 1, topic=topics.EVENTS)
+        reads = _count_reads(r.relay)
+        ticket = new_id()
+        await handle_batch([incoming(_create(ticket))], SqlUnitOfWork(engine, _LostLead()))
+        assert [e["ticket_version"] for e in await reader.wait_for(ticket, 1, topic=topics.EVENTS, timeout=10)] == [1]
+        assert reads  # it read them, woken by the NOTIFY sent after the commit
+
+
 # ---- failover --------------------------------------------------------------------------------
 async def test_only_one_relay_is_active_and_the_other_takes_over_what_remains(
     engine: AsyncEngine, broker: AIOKafkaProducer, reader: TopicReader,

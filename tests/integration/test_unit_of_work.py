@@ -287,7 +287,7 @@ async def test_many_concurrent_commands_on_one_ticket_all_apply_without_gap_or_d
 def _runtime(engine: AsyncEngine) -> SimpleNamespace:
     """What ``commands.message_bus`` uses of the Runtime."""
     settings = load_settings(retry_initial_backoff_s=0.05, retry_max_backoff_s=0.2)
-    return SimpleNamespace(engine=engine, settings=settings, metrics=Metrics())
+    return SimpleNamespace(engine=engine, settings=settings, metrics=Metrics(), outbox_handoff=None)
 
 
 @pytest.mark.parametrize("same_message", [False, True], ids=["other-message", "same-message"])

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from service.adapters.relay import OutboxProgress
+from service.adapters.relay import OutboxProgress, continued
 
 
 def test_with_nothing_running_the_progress_follows_the_rows_at_once() -> None:
@@ -103,3 +103,33 @@ def _relay_round(progress: OutboxProgress, committed: set[int], published: set[i
     read = sorted(s for s in committed - published if s in holes or s > progress.max_seen)[:limit]
     published.update(read)
     progress.published(read, len(read) == limit, xmin, next_xid)
+
+
+# ---- rows handed over by this process's committed batches (``continued``) --------------------
+def _rows(*seqs: int) -> list[dict[str, int]]:
+    return [{"seq": s} for s in seqs]
+
+
+def test_handed_rows_right_after_the_progress_are_published_as_they_are() -> None:
+    progress = OutboxProgress(max_seen=4)
+    assert continued(progress, _rows(5, 6, 7)) == _rows(5, 6, 7)
+    progress.continued_to(7)
+    assert (progress.max_seen, progress.holes) == (7, [])
+
+
+def test_handed_rows_a_read_already_published_are_left_out() -> None:
+    assert continued(OutboxProgress(max_seen=6), _rows(5, 6, 7, 8)) == _rows(7, 8)
+    assert continued(OutboxProgress(max_seen=9), _rows(5, 6)) == []
+
+
+@pytest.mark.parametrize("seqs", [(6, 7), (5, 7), (5, 6, 8)], ids=["after-a-gap", "with-a-gap", "gap-before-last"])
+def test_handed_rows_with_a_seq_missing_before_or_among_them_are_read_instead(seqs: tuple[int, ...]) -> None:
+    # the missing seq may be another transaction's, still running or committed and not yet read:
+    # publishing past it could put a ticket's later event before its earlier one
+    assert continued(OutboxProgress(max_seen=4), _rows(*seqs)) is None
+
+
+def test_with_a_hole_pending_handed_rows_are_read_instead() -> None:
+    progress = OutboxProgress(max_seen=4, holes=[2])
+    assert continued(progress, _rows(5, 6)) is None
+    assert continued(progress, _rows(3)) is None
